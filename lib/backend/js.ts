@@ -1,0 +1,209 @@
+/**
+ * Pure TypeScript backend: the same semantics as the native kernels, computed in float64 row by row.
+ * It is the fallback where the addon cannot load and the baseline the benchmarks compare against.
+ * @module
+ */
+import type { FloatArray } from '../matrix';
+import { type AttentionJob, type Backend, type FeatureJob, HardKind, type KdJob, TargetKind } from './types';
+
+function rowKept(job: KdJob, r: number): boolean {
+  if (job.mask !== null && job.mask[r] === 0) return false;
+  if ((job.targetKind === TargetKind.Int32 || job.targetKind === TargetKind.Uint32) && job.targets![r] === job.ignoreIndex) {
+    return false;
+  }
+  return true;
+}
+
+const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
+
+/**
+ * One distillation row: returns [KL(p_t || p_s), hard loss] and writes the row's gradient when asked.
+ * `es`, `et`, `e1` are row-sized scratch arrays.
+ */
+function kdRow(job: KdJob, r: number, es: Float64Array, et: Float64Array, e1: Float64Array): [number, number] {
+  const C = job.cols;
+  const o = r * C;
+  const { student: s, teacher: t, temperature: T } = job;
+  const invT = 1 / T;
+  let ms = -Infinity;
+  let mt = -Infinity;
+  for (let j = 0; j < C; j++) {
+    if (s[o + j] > ms) ms = s[o + j];
+    if (t[o + j] > mt) mt = t[o + j];
+  }
+  let zs = 0;
+  let zt = 0;
+  let w = 0;
+  for (let j = 0; j < C; j++) {
+    const b = (s[o + j] - ms) * invT;
+    const a = (t[o + j] - mt) * invT;
+    es[j] = Math.exp(b);
+    et[j] = Math.exp(a);
+    zs += es[j];
+    zt += et[j];
+    if (et[j] > 0) w += et[j] * (a - b);
+  }
+  const soft = w / zt + Math.log(zs / zt);
+
+  const ls = job.labelSmoothing;
+  const lsC = ls / C;
+  const matrix = job.targetKind === TargetKind.Matrix;
+  const y = matrix ? (job.targets as FloatArray) : null;
+  const cls = !matrix && job.targetKind !== TargetKind.None ? job.targets![r] : -1;
+  // Smoothed target of element j.
+  const yAt = (j: number): number => (1 - ls) * (y !== null ? y[o + j] : j === cls ? 1 : 0) + lsC;
+  let hard = 0;
+  let z1 = 1;
+  let ysum = 0;
+  const eps = job.epsilon;
+  switch (job.hard) {
+    case HardKind.CrossEntropyLogits: {
+      z1 = 0;
+      let dot = 0;
+      for (let j = 0; j < C; j++) {
+        const d = s[o + j] - ms;
+        e1[j] = Math.exp(d);
+        z1 += e1[j];
+        const yj = yAt(j);
+        ysum += yj;
+        dot += yj * d;
+      }
+      hard = ysum * Math.log(z1) - dot;
+      break;
+    }
+    case HardKind.CrossEntropyProbs:
+      for (let j = 0; j < C; j++) {
+        const yj = yAt(j);
+        if (yj !== 0) hard -= yj * Math.log(clamp(s[o + j], eps, 1 - eps));
+      }
+      break;
+    case HardKind.Mse:
+      for (let j = 0; j < C; j++) {
+        const d = s[o + j] - (y !== null ? y[o + j] : j === cls ? 1 : 0);
+        hard += d * d;
+      }
+      hard /= C;
+      break;
+    case HardKind.None:
+      break;
+  }
+
+  const g = job.grad;
+  if (g !== null) {
+    const gs = job.gradSoftScale / T;
+    const gh = job.gradHardScale;
+    for (let j = 0; j < C; j++) {
+      let v = gs * (es[j] / zs - et[j] / zt);
+      switch (job.hard) {
+        case HardKind.CrossEntropyLogits:
+          v += gh * ((ysum * e1[j]) / z1 - yAt(j));
+          break;
+        case HardKind.CrossEntropyProbs: {
+          const x = s[o + j];
+          if (x >= eps && x <= 1 - eps) v -= (gh * yAt(j)) / x;
+          break;
+        }
+        case HardKind.Mse:
+          v += (2 * gh * (s[o + j] - (y !== null ? y[o + j] : j === cls ? 1 : 0))) / C;
+          break;
+        case HardKind.None:
+          break;
+      }
+      g[o + j] = v;
+    }
+  }
+  return [soft, hard];
+}
+
+function kd(job: KdJob, out: Float64Array): void {
+  const C = job.cols;
+  const es = new Float64Array(C);
+  const et = new Float64Array(C);
+  const e1 = new Float64Array(C);
+  let soft = 0;
+  let hard = 0;
+  let kept = 0;
+  for (let r = 0; r < job.rows; r++) {
+    if (!rowKept(job, r)) {
+      if (job.rowSoft) job.rowSoft[r] = 0;
+      if (job.rowHard) job.rowHard[r] = 0;
+      if (job.grad) job.grad.fill(0, r * C, (r + 1) * C);
+      continue;
+    }
+    const [rs, rh] = kdRow(job, r, es, et, e1);
+    if (job.rowSoft) job.rowSoft[r] = rs;
+    if (job.rowHard) job.rowHard[r] = rh;
+    soft += rs;
+    hard += rh;
+    kept++;
+  }
+  out[0] = soft;
+  out[1] = hard;
+  out[2] = kept;
+}
+
+function feature(job: FeatureJob, layerSums: Float64Array): void {
+  const { rows, p } = job;
+  if (job.rowOut) job.rowOut.fill(0);
+  for (let l = 0; l < job.students.length; l++) {
+    const s = job.students[l];
+    const t = job.teachers[l];
+    const C = job.cols[l];
+    const g = job.grads ? job.grads[l] : null;
+    const scale = job.gradScales ? job.gradScales[l] * p : 0;
+    let total = 0;
+    for (let r = 0; r < rows; r++) {
+      let row = 0;
+      for (let j = r * C; j < (r + 1) * C; j++) {
+        const d = s[j] - t[j];
+        row += p === 2 ? d * d : Math.abs(d);
+        if (g) g[j] = scale * (p === 2 ? d : Math.sign(d));
+      }
+      if (job.rowOut) job.rowOut[r] += job.rowWeights[l] * row;
+      total += row;
+    }
+    layerSums[l] = total;
+  }
+}
+
+const absPow = (x: number, beta: number): number => (beta === 2 ? x * x : Math.abs(x) ** beta);
+
+function attention(job: AttentionJob): number {
+  const { rows, cols: C, beta, student: s, teacher: t, grad: g } = job;
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * C;
+    let ss = 0;
+    let st = 0;
+    for (let j = o; j < o + C; j++) {
+      ss += absPow(s[j], beta);
+      st += absPow(t[j], beta);
+    }
+    const normS = ss > 1e-8;
+    const ns = normS ? 1 / ss : 1;
+    const nt = st > 1e-8 ? 1 / st : 1;
+    let sq = 0;
+    let ga = 0;
+    for (let j = o; j < o + C; j++) {
+      const as = absPow(s[j], beta) * ns;
+      const d = as - absPow(t[j], beta) * nt;
+      sq += d * d;
+      ga += d * as;
+    }
+    if (job.rowOut) job.rowOut[r] = sq / C;
+    total += sq;
+    if (g) {
+      const sub = normS ? 2 * ga : 0;
+      for (let j = o; j < o + C; j++) {
+        const x = s[j];
+        const ps = absPow(x, beta);
+        const gk = 2 * (ps * ns - absPow(t[j], beta) * nt) - sub;
+        g[j] = x === 0 ? 0 : job.gradScale * beta * ns * (ps / x) * gk;
+      }
+    }
+  }
+  return total;
+}
+
+/** The pure TypeScript backend. */
+export const jsBackend: Backend = { name: 'js', kd, feature, attention };

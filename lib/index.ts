@@ -1,0 +1,32 @@
+/**
+ * kdloss: knowledge-distillation losses and their gradients, computed by SIMD C++ kernels behind a
+ * validated TypeScript API (with a pure TypeScript backend of identical semantics).
+ * @packageDocumentation
+ */
+import { nativeInfo } from './backend';
+
+export { DistillationLoss } from './distillation';
+export type { DistillationForwardOptions, DistillationResult } from './distillation';
+export { FeatureDistillationLoss } from './feature';
+export type { FeatureForwardOptions, FeatureResult } from './feature';
+export { AttentionTransferLoss } from './attention';
+export type { AttentionForwardOptions, AttentionResult } from './attention';
+export { CrossEntropyLoss, MseLoss } from './losses';
+export type { CrossEntropyOptions, Loss } from './losses';
+export { ConfigError, InputError, KdError, NativeError, ShapeError } from './errors';
+export type { KdErrorCode } from './errors';
+export type { ClassIndices, DType, FloatArray, Matrix, MatrixInput, Targets } from './matrix';
+export type { Reduction } from './options';
+export { getBackend, nativeLoadError, setBackend } from './backend';
+export type { BackendName } from './backend';
+
+/** The kernel variant the native backend runs ('scalar', 'avx2', 'avx512', 'neon'), or null without the addon. */
+export function isa(): string | null {
+  return nativeInfo()?.isa ?? null;
+}
+
+/** What this CPU offers and which variants this build contains, or null without the addon. */
+export function capabilities(): { avx2: boolean; avx512: boolean; neon: boolean; compiled: string[] } | null {
+  const info = nativeInfo();
+  return info ? { ...info.capabilities, compiled: info.compiled } : null;
+}

@@ -1,0 +1,111 @@
+// kdloss kernel layer: plain C++ over raw pointers and sizes. Nothing here knows about N-API.
+//
+// Every kernel works on a half-open row range [r0, r1) of a row-major matrix and returns partial sums
+// for that range, so callers can split work into fixed row blocks (threads, async workers) and combine
+// the partials in a fixed order. Kernels allocate nothing; where a kernel needs row-sized scratch the
+// caller passes it. Kernels trust their arguments: the binding validates shapes, lengths and class
+// indices before any kernel runs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kd {
+
+// Hard-target loss fused into the distillation kernel.
+enum class HardKind : int32_t {
+  kNone = 0,                // no hard term (alpha == 1, or a user-written loss computed in JS)
+  kCrossEntropyLogits = 1,  // -sum(y * log_softmax(s)) per row (PyTorch cross_entropy)
+  kCrossEntropyProbs = 2,   // -sum(y * ln(clamp(s, eps, 1 - eps))) per row (the seed's form)
+  kMse = 3,                 // sum((s - y)^2) / cols per row
+};
+
+enum class TargetKind : int32_t {
+  kNone = 0,
+  kMatrix = 1,  // rows x cols one-hot or probability rows
+  kInt32 = 2,   // one int32 class index per row
+  kUint32 = 3,  // one uint32 class index per row
+};
+
+template <typename T>
+struct KdProblem {
+  const T* student = nullptr;  // rows * cols logits
+  const T* teacher = nullptr;  // rows * cols logits
+  size_t rows = 0;
+  size_t cols = 0;
+  double temperature = 1.0;
+  HardKind hard = HardKind::kNone;
+  TargetKind target_kind = TargetKind::kNone;
+  const T* target_matrix = nullptr;  // rows * cols, when target_kind == kMatrix
+  const void* target_index = nullptr;  // rows indices, when target_kind is kInt32 / kUint32
+  int64_t ignore_index = -100;         // rows whose class index equals this are left out
+  const uint8_t* mask = nullptr;       // rows entries or null; 0 leaves the row out
+  double epsilon = 1e-10;              // clamp for kCrossEntropyProbs
+  double label_smoothing = 0.0;        // cross-entropy label smoothing in [0, 1]
+
+  // Optional outputs.
+  double* row_soft = nullptr;  // rows: KL(p_t || p_s) of each row (unscaled), 0 for rows left out
+  double* row_hard = nullptr;  // rows: hard loss of each row, 0 for rows left out
+  T* grad = nullptr;           // rows * cols: soft_scale * dKL/ds + hard_scale * dHard/ds
+  double grad_soft_scale = 0.0;
+  double grad_hard_scale = 0.0;
+};
+
+// Partial sums over a row range.
+struct KdPartial {
+  double soft = 0.0;  // sum of per-row KL over kept rows
+  double hard = 0.0;  // sum of per-row hard loss over kept rows
+  double kept = 0.0;  // number of kept rows
+};
+
+// One feature layer: rows x cols student and teacher features.
+template <typename T>
+struct FeatureLayer {
+  const T* student = nullptr;
+  const T* teacher = nullptr;
+  size_t cols = 0;
+  int p = 2;                 // 1 or 2
+  double* row_out = nullptr; // if set: row_out[r] += row_weight * sum_j |s - t|^p
+  double row_weight = 0.0;
+  T* grad = nullptr;         // if set: rows * cols, grad_scale * d(sum_j |s - t|^p)/ds
+  double grad_scale = 0.0;
+};
+
+// Attention maps: a = |x|^beta, each row divided by its sum where that sum > 1e-8.
+template <typename T>
+struct AttentionProblem {
+  const T* student = nullptr;
+  const T* teacher = nullptr;
+  size_t rows = 0;
+  size_t cols = 0;
+  double beta = 2.0;
+  double* row_out = nullptr;  // if set: row_out[r] = sum_j (a_s - a_t)^2 / cols
+  T* grad = nullptr;          // if set: rows * cols, grad_scale * d(sum_j (a_s - a_t)^2)/ds
+  double grad_scale = 0.0;
+};
+
+// Row-range entry points of one ISA for one element type.
+template <typename T>
+struct KernelSet {
+  // scratch: at least kd_scratch_elems(cols) elements when p.grad is set, else may be null.
+  KdPartial (*kd_rows)(const KdProblem<T>& p, size_t r0, size_t r1, T* scratch);
+  // Returns sum over rows [r0, r1) of sum_j |s - t|^p.
+  double (*feature_rows)(const FeatureLayer<T>& layer, size_t r0, size_t r1);
+  // Returns sum over rows [r0, r1) of sum_j (a_s - a_t)^2.
+  double (*attention_rows)(const AttentionProblem<T>& p, size_t r0, size_t r1);
+  // Element-wise vector math, exposed for tests and the roofline benchmark.
+  void (*exp)(const T* in, T* out, size_t n);
+  void (*log)(const T* in, T* out, size_t n);
+  // Plain sum of n elements (memory roofline).
+  double (*sum)(const T* in, size_t n);
+};
+
+inline size_t kd_scratch_elems(size_t cols) { return 2 * cols; }
+
+struct KernelTable {
+  const char* name;  // "scalar", "avx2", "avx512", "neon"
+  KernelSet<float> f32;
+  KernelSet<double> f64;
+};
+
+}  // namespace kd

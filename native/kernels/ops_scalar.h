@@ -1,0 +1,69 @@
+// Scalar "vector" operations: one lane, exp/log from the C library. The scalar kernels are the
+// reference every SIMD variant is tested against.
+//
+// Every ops header provides the same interface (see kernels_impl.h for how it is used):
+//   V, Acc, N; load, load_n (tail load, fill value for lanes >= n), store, store_n, keep_n (zero lanes
+//   >= n), set1, add, sub, mul, div, fma, max, abs, sign, pos_or_zero, nz_div, exp, log,
+//   reduce_max, acc_zero, acc_add, acc_sum.
+// An ops header must define KD_ISA (the namespace the kernels are compiled into) before
+// kernels_impl.h is included.
+#pragma once
+
+#include <math.h>
+
+#include <cstddef>
+
+namespace kd {
+namespace KD_ISA {
+
+template <typename T>
+struct Ops {
+  using Scalar = T;
+  using V = T;
+  using Acc = double;
+  static constexpr size_t N = 1;
+
+  static V load(const T* p) { return *p; }
+  static V load_n(const T* p, size_t, T) { return *p; }
+  static void store(T* p, V v) { *p = v; }
+  static void store_n(T* p, size_t, V v) { *p = v; }
+  static V keep_n(V v, size_t) { return v; }
+
+  static V set1(T x) { return x; }
+  static V add(V a, V b) { return a + b; }
+  static V sub(V a, V b) { return a - b; }
+  static V mul(V a, V b) { return a * b; }
+  static V div(V a, V b) { return a / b; }
+  static V fma(V a, V b, V c) { return a * b + c; }  // not fused: the reference rounds twice
+  static V max(V a, V b) { return a > b ? a : b; }
+  static V min(V a, V b) { return a < b ? a : b; }
+  static V abs(V a) { return a < T(0) ? -a : a; }
+  // copysign(1, a) where a != 0, else 0.
+  static V sign(V a) { return a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)); }
+  // v where c > 0, else 0.
+  static V pos_or_zero(V c, V v) { return c > T(0) ? v : T(0); }
+  // a / x where x != 0, else 0.
+  static V nz_div(V a, V x) { return x != T(0) ? a / x : T(0); }
+  // a where lo <= x <= hi, else 0.
+  static V in_range_or_zero(V x, V lo, V hi, V a) { return (x >= lo && x <= hi) ? a : T(0); }
+
+  static V exp(V x);
+  static V log(V x);
+
+  static T reduce_max(V v) { return v; }
+  static Acc acc_zero() { return 0.0; }
+  static Acc acc_add(Acc a, V v) { return a + static_cast<double>(v); }
+  static double acc_sum(Acc a) { return a; }
+};
+
+template <>
+inline float Ops<float>::exp(float x) { return ::expf(x); }
+template <>
+inline float Ops<float>::log(float x) { return ::logf(x); }
+template <>
+inline double Ops<double>::exp(double x) { return ::exp(x); }
+template <>
+inline double Ops<double>::log(double x) { return ::log(x); }
+
+}  // namespace KD_ISA
+}  // namespace kd
