@@ -42,7 +42,13 @@ export function dtypeOf(x: unknown): DType | undefined {
 function isDetached(a: ArrayBufferView): boolean {
   const buf = a.buffer as ArrayBuffer & { detached?: boolean };
   if (typeof buf.detached === 'boolean') return buf.detached;
-  return a.byteLength === 0 && buf.byteLength === 0;
+  if (buf.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buf); // throws for a detached buffer (runtimes without ArrayBuffer#detached)
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 /** Throws an InputError if the typed array's buffer has been detached (transferred). */

@@ -239,9 +239,9 @@ class KdAddon : public Napi::Addon<KdAddon> {
   template <typename T>
   static void CheckClasses(Napi::Env env, const kd::KdProblem<T>& p) {
     for (size_t r = 0; r < p.rows; ++r) {
-      const int64_t c = p.target_kind == kd::TargetKind::kInt32
-                            ? static_cast<const int32_t*>(p.target_index)[r]
-                            : static_cast<const uint32_t*>(p.target_index)[r];
+      // Two statements: a conditional expression would convert both sides to uint32_t.
+      int64_t c = static_cast<const uint32_t*>(p.target_index)[r];
+      if (p.target_kind == kd::TargetKind::kInt32) c = static_cast<const int32_t*>(p.target_index)[r];
       if (c == p.ignore_index) continue;
       if (c < 0 || static_cast<uint64_t>(c) >= p.cols) {
         Fail(env, kInput, "targets[" + std::to_string(r) + "]: class index " + std::to_string(c) +
