@@ -62,6 +62,11 @@ export function nativeLoadError(): Error | null {
   return addonError;
 }
 
+/** The loaded addon (for the benchmark's roofline probes), or null. */
+export function nativeAddon(): Addon | null {
+  return addon;
+}
+
 /** The addon's kernel information, or null without the addon. */
 export function nativeInfo(): NativeInfo | null {
   return addon ? addon.info() : null;

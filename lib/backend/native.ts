@@ -55,6 +55,8 @@ export interface Addon {
     gradScale: number,
   ): number;
   info(): NativeInfo;
+  /** Element-wise exp/log into output, or the sum of input ('sum'; output ignored). */
+  vecmath(op: 'exp' | 'log' | 'sum', input: Float32Array | Float64Array, output: Float32Array | Float64Array | null): number | undefined;
 }
 
 /** Path of the addon: KDLOSS_ADDON if set, else the node-gyp build next to the package. */

@@ -10,6 +10,8 @@
 //           rowOut, grads[] | null, gradScales: Float64Array | null, layerSums: Float64Array)
 //   attention(student, teacher, rows, cols, beta, rowOut, grad, gradScale) -> sum of squared diffs
 //   info() -> { isa, compiled: string[], capabilities: { avx2, avx512, neon } }
+//   vecmath(op, input, output) -> op 'exp' | 'log' element-wise into output (same dtype and length),
+//     'sum' -> the sum of input (output ignored); for tests and the benchmark's roofline
 #include <napi.h>
 
 #include <cmath>
@@ -130,6 +132,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
                              InstanceMethod("feature", &KdAddon::Feature),
                              InstanceMethod("attention", &KdAddon::Attention),
                              InstanceMethod("info", &KdAddon::Info),
+                             InstanceMethod("vecmath", &KdAddon::VecMath),
                          });
   }
 
@@ -149,6 +152,29 @@ class KdAddon : public Napi::Addon<KdAddon> {
     caps.Set("neon", c.neon);
     o.Set("capabilities", caps);
     return o;
+  }
+
+  Napi::Value VecMath(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 3 || !info[0].IsString()) Fail(env, kInput, "vecmath: expected (op, input, output)");
+    const std::string op = info[0].As<Napi::String>().Utf8Value();
+    const FloatArg in = FloatArray(env, info[1], "input");
+    if (op == "sum") {
+      const double s = in.dtype == DType::kF32 ? table_->f32.sum(static_cast<const float*>(in.data), in.length)
+                                               : table_->f64.sum(static_cast<const double*>(in.data), in.length);
+      return Napi::Number::New(env, s);
+    }
+    if (op != "exp" && op != "log") Fail(env, kInput, "op: expected 'exp', 'log' or 'sum'");
+    void* out = FloatArrayOf(env, info[2], "output", in.dtype, in.length, false);
+    const bool is_exp = op == "exp";
+    if (in.dtype == DType::kF32) {
+      (is_exp ? table_->f32.exp : table_->f32.log)(static_cast<const float*>(in.data), static_cast<float*>(out),
+                                                   in.length);
+    } else {
+      (is_exp ? table_->f64.exp : table_->f64.log)(static_cast<const double*>(in.data), static_cast<double*>(out),
+                                                   in.length);
+    }
+    return env.Undefined();
   }
 
   Napi::Value Kd(const Napi::CallbackInfo& info) {
