@@ -6,7 +6,8 @@
 import { backend } from './backend';
 import { ConfigError } from './errors';
 import { allocFloat, callDType, checkOut, expectShape, type FloatArray, type MatrixInput, toMatrix } from './matrix';
-import { optionsOf, type Reduction, reductionOf } from './options';
+import type { AttentionJob } from './backend/types';
+import { type AsyncOptions, optionsOf, type Reduction, reductionOf, settle, signalOf, threadsOf } from './options';
 
 /** Options of {@link AttentionTransferLoss.forward}. */
 export interface AttentionForwardOptions {
@@ -16,6 +17,8 @@ export interface AttentionForwardOptions {
   grad?: boolean;
   /** Caller-owned gradient buffer (student dtype, rows * cols); implies `grad`. */
   gradOut?: FloatArray;
+  /** Threads for this call (default 1 for sync calls). */
+  threads?: number;
 }
 
 /** Result of {@link AttentionTransferLoss.forward}. */
@@ -55,6 +58,37 @@ export class AttentionTransferLoss {
 
   /** Loss and optionally per-row losses and the gradient. */
   forward(studentAttention: MatrixInput, teacherAttention: MatrixInput, options?: AttentionForwardOptions): AttentionResult {
+    const call = this.prepare(studentAttention, teacherAttention, options, false);
+    return call.finish(backend().attention(call.job, call.threads));
+  }
+
+  /** {@link forward} off the main thread, split over row blocks (bitwise the same for any thread count). */
+  async forwardAsync(
+    studentAttention: MatrixInput,
+    teacherAttention: MatrixInput,
+    options?: AttentionForwardOptions & AsyncOptions,
+  ): Promise<AttentionResult> {
+    const signal = signalOf(options?.signal);
+    const call = this.prepare(studentAttention, teacherAttention, options, true);
+    return call.finish(await settle(() => backend().attentionAsync(call.job, call.threads), signal));
+  }
+
+  /** {@link computeAttentionLoss} off the main thread (see {@link forwardAsync}). */
+  async computeAttentionLossAsync(
+    studentAttention: MatrixInput,
+    teacherAttention: MatrixInput,
+    options?: AsyncOptions,
+  ): Promise<number> {
+    const opts = optionsOf(options);
+    return (await this.forwardAsync(studentAttention, teacherAttention, { signal: opts.signal, threads: opts.threads })).loss;
+  }
+
+  private prepare(
+    studentAttention: MatrixInput,
+    teacherAttention: MatrixInput,
+    options: (AttentionForwardOptions & AsyncOptions) | undefined,
+    async: boolean,
+  ): { job: AttentionJob; threads: number; finish: (total: number) => AttentionResult } {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
     const dtype = callDType(studentAttention, teacherAttention);
@@ -62,12 +96,13 @@ export class AttentionTransferLoss {
     const t = toMatrix(teacherAttention, 'teacherAttention', dtype);
     expectShape(t, s.rows, s.cols, 'teacherAttention');
     const n = s.rows * s.cols;
+    const threads = threadsOf(opts.threads, n, async);
     const wantGrad = opts.grad === true || opts.gradOut !== undefined;
     const grad = wantGrad ? (opts.gradOut !== undefined ? checkOut(opts.gradOut, dtype, n, 'gradOut') : allocFloat(dtype, n)) : null;
     // 'sum' sums row means; 'mean' and 'none' report the mean over all elements.
     const scale = reduction === 'sum' ? 1 / s.cols : 1 / n;
     const perSample = reduction === 'none' ? new Float64Array(s.rows) : null;
-    const total = backend().attention({
+    const job: AttentionJob = {
       student: s.data,
       teacher: t.data,
       rows: s.rows,
@@ -76,10 +111,13 @@ export class AttentionTransferLoss {
       rowOut: perSample,
       grad,
       gradScale: scale,
-    });
-    const result: AttentionResult = { loss: total * scale };
-    if (perSample !== null) result.perSample = perSample;
-    if (grad !== null) result.grad = grad;
-    return result;
+    };
+    const finish = (total: number): AttentionResult => {
+      const result: AttentionResult = { loss: total * scale };
+      if (perSample !== null) result.perSample = perSample;
+      if (grad !== null) result.grad = grad;
+      return result;
+    };
+    return { job, threads, finish };
   }
 }

@@ -18,7 +18,7 @@ import {
   type Targets,
   toMatrix,
 } from './matrix';
-import { maskOf, optionsOf, type Reduction, reductionOf } from './options';
+import { type AsyncOptions, maskOf, optionsOf, type Reduction, reductionOf, settle, signalOf, threadsOf } from './options';
 import { countKept, prepareTargets } from './targets';
 
 /** Options of {@link DistillationLoss.forward}. */
@@ -31,6 +31,8 @@ export interface DistillationForwardOptions {
   gradOut?: FloatArray;
   /** One entry per row; rows whose entry is 0 are left out of both terms. */
   mask?: Uint8Array;
+  /** Threads for this call (default 1 for sync calls; see {@link AsyncOptions} for async ones). */
+  threads?: number;
 }
 
 /** Result of {@link DistillationLoss.forward}. */
@@ -48,7 +50,7 @@ export interface DistillationResult {
 }
 
 const NO_IGNORE = Number.MIN_SAFE_INTEGER;
-/** Receives [soft sum, hard sum, kept rows] from the backend; read before any user code runs. */
+/** Receives [soft sum, hard sum, kept rows] from sync calls; read before any user code runs. */
 const kdOut = new Float64Array(3);
 
 function checkNumber(v: unknown, name: string): number {
@@ -104,6 +106,48 @@ export class DistillationLoss {
     hardTargets: Targets,
     options?: DistillationForwardOptions,
   ): DistillationResult {
+    const call = this.prepare(student, teacher, hardTargets, options, kdOut, false);
+    backend().kd(call.job, kdOut, call.threads);
+    return call.finish();
+  }
+
+  /**
+   * {@link forward} off the main thread, split over row blocks on `threads` threads. The result is
+   * bitwise the same for every thread count. Inputs stay referenced until the promise settles.
+   */
+  async forwardAsync(
+    student: MatrixInput,
+    teacher: MatrixInput,
+    hardTargets: Targets,
+    options?: DistillationForwardOptions & AsyncOptions,
+  ): Promise<DistillationResult> {
+    const out = new Float64Array(3);
+    const signal = signalOf(options?.signal);
+    const call = this.prepare(student, teacher, hardTargets, options, out, true);
+    await settle(() => backend().kdAsync(call.job, out, call.threads), signal);
+    return call.finish();
+  }
+
+  /** {@link computeDistillation} off the main thread (see {@link forwardAsync}). */
+  async computeDistillationAsync(
+    student: MatrixInput,
+    teacher: MatrixInput,
+    hardTargets: Targets,
+    options?: AsyncOptions,
+  ): Promise<number> {
+    const opts = optionsOf(options);
+    return (await this.forwardAsync(student, teacher, hardTargets, { signal: opts.signal, threads: opts.threads })).loss;
+  }
+
+  /** Validates a call and builds its job; `finish` turns the backend's sums (in `out`) into a result. */
+  private prepare(
+    student: MatrixInput,
+    teacher: MatrixInput,
+    hardTargets: Targets,
+    options: (DistillationForwardOptions & AsyncOptions) | undefined,
+    out: Float64Array,
+    async: boolean,
+  ): { job: KdJob; threads: number; finish: () => DistillationResult } {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
     const dtype = callDType(student, teacher, hardTargets);
@@ -111,6 +155,7 @@ export class DistillationLoss {
     const t = toMatrix(teacher, 'teacher', dtype);
     expectShape(t, s.rows, s.cols, 'teacher');
     const { rows, cols } = s;
+    const threads = threadsOf(opts.threads, rows * cols, async);
     const fused = fusedSpec(this.hardLoss);
     const ignoreIndex = fused ? fused.ignoreIndex : NO_IGNORE;
     const targets = prepareTargets(hardTargets, rows, cols, dtype, ignoreIndex, 'hardTargets');
@@ -156,28 +201,29 @@ export class DistillationLoss {
       gradSoftScale: softWeight * scale,
       gradHardScale: fused ? (1 - alpha) * scale : 0,
     };
-    const out = kdOut;
-    backend().kd(job, out);
-
-    const soft = out[0] * scale;
-    let hard: number;
-    if (fused) {
-      hard = out[1] * scale;
-    } else {
-      const custom = targets.kind === TargetKind.Matrix ? ({ data: targets.data, rows, cols } as Matrix) : (targets.data as Int32Array | Uint32Array);
-      const h = this.hardLoss.compute(s, custom);
-      if (typeof h !== 'number') throw new InputError(`hardLoss ${this.hardLoss.name}: compute returned ${typeof h}, expected a number`);
-      const hardScale = reduction === 'sum' ? rows : 1;
-      hard = h * hardScale;
-      if (grad !== null) addCustomGradient(this.hardLoss, s, custom, grad, (1 - alpha) * hardScale);
-    }
-    const result: DistillationResult = { loss: softWeight * soft + (1 - alpha) * hard, soft, hard };
-    if (rowSoft !== null && rowHard !== null) {
-      for (let r = 0; r < rows; r++) rowSoft[r] = softWeight * rowSoft[r] + (1 - alpha) * rowHard[r];
-      result.perSample = rowSoft;
-    }
-    if (grad !== null) result.grad = grad;
-    return result;
+    const finish = (): DistillationResult => {
+      const soft = out[0] * scale;
+      let hard: number;
+      if (fused) {
+        hard = out[1] * scale;
+      } else {
+        const custom =
+          targets.kind === TargetKind.Matrix ? ({ data: targets.data, rows, cols } as Matrix) : (targets.data as Int32Array | Uint32Array);
+        const h = this.hardLoss.compute(s, custom);
+        if (typeof h !== 'number') throw new InputError(`hardLoss ${this.hardLoss.name}: compute returned ${typeof h}, expected a number`);
+        const hardScale = reduction === 'sum' ? rows : 1;
+        hard = h * hardScale;
+        if (grad !== null) addCustomGradient(this.hardLoss, s, custom, grad, (1 - alpha) * hardScale);
+      }
+      const result: DistillationResult = { loss: softWeight * soft + (1 - alpha) * hard, soft, hard };
+      if (rowSoft !== null && rowHard !== null) {
+        for (let r = 0; r < rows; r++) rowSoft[r] = softWeight * rowSoft[r] + (1 - alpha) * rowHard[r];
+        result.perSample = rowSoft;
+      }
+      if (grad !== null) result.grad = grad;
+      return result;
+    };
+    return { job, threads, finish };
   }
 }
 

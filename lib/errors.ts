@@ -69,3 +69,15 @@ export function fromNative(err: unknown): never {
       throw err;
   }
 }
+
+/** An async computation was aborted through its AbortSignal. `cause` is the signal's reason. */
+export class AbortError extends Error {
+  /** Node's code for aborted operations. */
+  readonly code = 'ABORT_ERR';
+
+  /** @param reason the signal's abort reason */
+  constructor(reason?: unknown) {
+    super('The operation was aborted', reason === undefined ? undefined : { cause: reason });
+    this.name = 'AbortError';
+  }
+}

@@ -6,7 +6,7 @@ import { backend } from './backend';
 import type { FeatureJob } from './backend/types';
 import { ConfigError, InputError, ShapeError } from './errors';
 import { allocFloat, callDType, checkOut, expectShape, type FloatArray, type Matrix, type MatrixInput, toMatrix } from './matrix';
-import { optionsOf, type Reduction, reductionOf } from './options';
+import { type AsyncOptions, optionsOf, type Reduction, reductionOf, settle, signalOf, threadsOf } from './options';
 
 /** Options of {@link FeatureDistillationLoss.forward}. */
 export interface FeatureForwardOptions {
@@ -16,6 +16,8 @@ export interface FeatureForwardOptions {
   grad?: boolean;
   /** Caller-owned gradient buffers, one per layer (that layer's dtype and size); implies `grad`. */
   gradOut?: FloatArray[];
+  /** Threads for this call (default 1 for sync calls). */
+  threads?: number;
 }
 
 /** Result of {@link FeatureDistillationLoss.forward}. */
@@ -71,6 +73,39 @@ export class FeatureDistillationLoss {
     teacherFeatures: readonly MatrixInput[],
     options?: FeatureForwardOptions,
   ): FeatureResult {
+    const call = this.prepare(studentFeatures, teacherFeatures, options, false);
+    backend().feature(call.job, call.perLayer, call.threads);
+    return call.finish();
+  }
+
+  /** {@link forward} off the main thread, split over row blocks (bitwise the same for any thread count). */
+  async forwardAsync(
+    studentFeatures: readonly MatrixInput[],
+    teacherFeatures: readonly MatrixInput[],
+    options?: FeatureForwardOptions & AsyncOptions,
+  ): Promise<FeatureResult> {
+    const signal = signalOf(options?.signal);
+    const call = this.prepare(studentFeatures, teacherFeatures, options, true);
+    await settle(() => backend().featureAsync(call.job, call.perLayer, call.threads), signal);
+    return call.finish();
+  }
+
+  /** {@link computeFeatureLoss} off the main thread (see {@link forwardAsync}). */
+  async computeFeatureLossAsync(
+    studentFeatures: readonly MatrixInput[],
+    teacherFeatures: readonly MatrixInput[],
+    options?: AsyncOptions,
+  ): Promise<number> {
+    const opts = optionsOf(options);
+    return (await this.forwardAsync(studentFeatures, teacherFeatures, { signal: opts.signal, threads: opts.threads })).loss;
+  }
+
+  private prepare(
+    studentFeatures: readonly MatrixInput[],
+    teacherFeatures: readonly MatrixInput[],
+    options: (FeatureForwardOptions & AsyncOptions) | undefined,
+    async: boolean,
+  ): { job: FeatureJob; perLayer: Float64Array; threads: number; finish: () => FeatureResult } {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
     if (!Array.isArray(studentFeatures)) throw new InputError('studentFeatures: expected an array of matrices');
@@ -85,6 +120,7 @@ export class FeatureDistillationLoss {
     const dtype = callDType(...studentFeatures, ...teacherFeatures);
     const students: Matrix[] = [];
     const teachers: Matrix[] = [];
+    let elements = 0;
     for (let l = 0; l < L; l++) {
       const s = toMatrix(studentFeatures[l], `studentFeatures[${l}]`, dtype);
       const t = toMatrix(teacherFeatures[l], `teacherFeatures[${l}]`, dtype);
@@ -94,8 +130,10 @@ export class FeatureDistillationLoss {
       }
       students.push(s);
       teachers.push(t);
+      elements += s.data.length;
     }
     const rows = students[0].rows;
+    const threads = threadsOf(opts.threads, elements, async);
     const wantGrad = opts.grad === true || opts.gradOut !== undefined;
     let grads: FloatArray[] | null = null;
     if (wantGrad) {
@@ -124,15 +162,17 @@ export class FeatureDistillationLoss {
       gradScales: grads ? rowWeights.map((w) => w * rowScale) : null,
     };
     const perLayer = new Float64Array(L);
-    backend().feature(job, perLayer);
-    let loss = 0;
-    for (let l = 0; l < L; l++) {
-      perLayer[l] *= rowScale / cols[l];
-      loss += this.layerWeights[l] * perLayer[l];
-    }
-    const result: FeatureResult = { loss, perLayer };
-    if (perRow !== null) result.perSample = perRow;
-    if (grads !== null) result.grads = grads;
-    return result;
+    const finish = (): FeatureResult => {
+      let loss = 0;
+      for (let l = 0; l < L; l++) {
+        perLayer[l] *= rowScale / cols[l];
+        loss += this.layerWeights[l] * perLayer[l];
+      }
+      const result: FeatureResult = { loss, perLayer };
+      if (perRow !== null) result.perSample = perRow;
+      if (grads !== null) result.grads = grads;
+      return result;
+    };
+    return { job, perLayer, threads, finish };
   }
 }

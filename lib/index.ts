@@ -13,10 +13,10 @@ export { AttentionTransferLoss } from './attention';
 export type { AttentionForwardOptions, AttentionResult } from './attention';
 export { CrossEntropyLoss, MseLoss } from './losses';
 export type { CrossEntropyOptions, Loss } from './losses';
-export { ConfigError, InputError, KdError, NativeError, ShapeError } from './errors';
+export { AbortError, ConfigError, InputError, KdError, NativeError, ShapeError } from './errors';
 export type { KdErrorCode } from './errors';
 export type { ClassIndices, DType, FloatArray, Matrix, MatrixInput, Targets } from './matrix';
-export type { Reduction } from './options';
+export type { AsyncOptions, Reduction } from './options';
 export { getBackend, nativeLoadError, setBackend } from './backend';
 export type { BackendName } from './backend';
 

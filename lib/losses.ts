@@ -70,7 +70,7 @@ function computeBuiltin(spec: FusedHardLoss, predictions: MatrixInput, targets: 
   // The gradient of the mean over kept rows.
   const kept = countKept(null, t, spec.ignoreIndex, p.rows);
   job.gradHardScale = kept > 0 ? 1 / kept : 0;
-  backend().kd(job, out);
+  backend().kd(job, out, 1);
   return { loss: out[2] > 0 ? out[1] / out[2] : 0, grad: g, rows: p.rows, cols: p.cols };
 }
 

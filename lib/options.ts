@@ -2,7 +2,9 @@
  * Options shared by the losses' `forward` methods.
  * @module
  */
-import { ConfigError, InputError, ShapeError } from './errors';
+import * as os from 'os';
+import type { AsyncHandle } from './backend/types';
+import { AbortError, ConfigError, InputError, ShapeError } from './errors';
 import { checkAttached } from './matrix';
 
 /**
@@ -32,4 +34,71 @@ export function maskOf(v: unknown, rows: number): Uint8Array | null {
   checkAttached(v, 'mask');
   if (v.length !== rows) throw new ShapeError(`mask: expected length ${rows}, got ${v.length}`);
   return v;
+}
+
+/** Options every async method accepts besides its sync options. */
+export interface AsyncOptions {
+  /** Aborting rejects the promise with an {@link AbortError} and stops the work between row blocks. */
+  signal?: AbortSignal;
+  /** Threads for this call (default for async calls: the core count, capped so small inputs are not split). */
+  threads?: number;
+}
+
+/** Elements per thread below which the default thread count does not split the work further. */
+export const MIN_ELEMENTS_PER_THREAD = 1 << 17;
+
+function cores(): number {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
+
+/** The default thread count for `elements` elements: all cores, capped for small inputs. */
+export function defaultThreads(elements: number): number {
+  return Math.max(1, Math.min(cores(), Math.floor(elements / MIN_ELEMENTS_PER_THREAD)));
+}
+
+/**
+ * Validates a `threads` option. Sync calls default to 1 thread, async calls to
+ * {@link defaultThreads}. An explicit count is used as given (results do not depend on it).
+ */
+export function threadsOf(v: unknown, elements: number, async: boolean): number {
+  if (v === undefined) return async ? defaultThreads(elements) : 1;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1024) {
+    throw new ConfigError(`threads: expected an integer in [1, 1024], got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Validates an AbortSignal option. */
+export function signalOf(v: unknown): AbortSignal | undefined {
+  if (v === undefined) return undefined;
+  if (!(v instanceof AbortSignal)) throw new InputError('signal: expected an AbortSignal');
+  return v;
+}
+
+/**
+ * Awaits async backend work, rejecting with an AbortError as soon as `signal` aborts (the work is then
+ * cancelled and its buffers released when it stops). A signal that is already aborted rejects before
+ * any work starts.
+ */
+export function settle(start: () => AsyncHandle, signal: AbortSignal | undefined): Promise<number> {
+  if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
+  const handle = start();
+  if (signal === undefined) return handle.promise;
+  return new Promise<number>((resolve, reject) => {
+    const onAbort = () => {
+      handle.cancel();
+      reject(new AbortError(signal.reason));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    handle.promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }

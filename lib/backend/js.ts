@@ -4,7 +4,7 @@
  * @module
  */
 import type { FloatArray } from '../matrix';
-import { type AttentionJob, type Backend, type FeatureJob, HardKind, type KdJob, TargetKind } from './types';
+import { type AsyncHandle, type AttentionJob, type Backend, type FeatureJob, HardKind, type KdJob, TargetKind } from './types';
 
 function rowKept(job: KdJob, r: number): boolean {
   if (job.mask !== null && job.mask[r] === 0) return false;
@@ -205,5 +205,35 @@ function attention(job: AttentionJob): number {
   return total;
 }
 
-/** The pure TypeScript backend. */
-export const jsBackend: Backend = { name: 'js', kd, feature, attention };
+/**
+ * Runs a computation on a later turn of the event loop. The js backend has no threads: the work
+ * itself still runs on the main thread; `cancel` before it starts rejects without running it.
+ */
+function later(run: () => number): AsyncHandle {
+  let cancelled = false;
+  const promise = new Promise<number>((resolve, reject) => {
+    setImmediate(() => {
+      if (cancelled) {
+        reject(new Error('aborted'));
+        return;
+      }
+      try {
+        resolve(run());
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
+  return { promise, cancel: () => void (cancelled = true) };
+}
+
+/** The pure TypeScript backend (single-threaded: `threads` is ignored). */
+export const jsBackend: Backend = {
+  name: 'js',
+  kd: (job, out) => kd(job, out),
+  feature: (job, sums) => feature(job, sums),
+  attention: (job) => attention(job),
+  kdAsync: (job, out) => later(() => (kd(job, out), 0)),
+  featureAsync: (job, sums) => later(() => (feature(job, sums), 0)),
+  attentionAsync: (job) => later(() => attention(job)),
+};

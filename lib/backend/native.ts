@@ -4,7 +4,7 @@
  */
 import * as path from 'path';
 import { fromNative } from '../errors';
-import type { AttentionJob, Backend, FeatureJob, KdJob } from './types';
+import type { AsyncHandle, AttentionJob, Backend, FeatureJob, KdJob } from './types';
 
 /** What the addon reports about its kernels. */
 export interface NativeInfo {
@@ -16,7 +16,16 @@ export interface NativeInfo {
   capabilities: { avx2: boolean; avx512: boolean; neon: boolean };
 }
 
-/** The raw addon surface (see native/addon/addon.cc). */
+/** What an async addon call returns. */
+interface RawHandle {
+  promise: Promise<number>;
+  cancel(): void;
+}
+
+/**
+ * The raw addon surface (see native/addon/addon.cc). Every compute call ends with `threads` and an
+ * `async` flag; async calls return a {@link RawHandle}.
+ */
 export interface Addon {
   kd(
     student: unknown,
@@ -31,7 +40,9 @@ export interface Addon {
     rowHard: unknown,
     grad: unknown,
     out: Float64Array,
-  ): void;
+    threads: number,
+    async: boolean,
+  ): RawHandle | undefined;
   feature(
     rows: number,
     p: number,
@@ -43,7 +54,9 @@ export interface Addon {
     grads: unknown[] | null,
     gradScales: Float64Array | null,
     layerSums: Float64Array,
-  ): void;
+    threads: number,
+    async: boolean,
+  ): RawHandle | undefined;
   attention(
     student: unknown,
     teacher: unknown,
@@ -53,7 +66,9 @@ export interface Addon {
     rowOut: unknown,
     grad: unknown,
     gradScale: number,
-  ): number;
+    threads: number,
+    async: boolean,
+  ): RawHandle | number;
   info(): NativeInfo;
   /** Element-wise exp/log into output, or the sum of input ('sum'; output ignored). */
   vecmath(op: 'exp' | 'log' | 'sum', input: Float32Array | Float64Array, output: Float32Array | Float64Array | null): number | undefined;
@@ -70,71 +85,81 @@ export function loadAddon(): Addon {
   return require(addonPath()) as Addon;
 }
 
+/** Calls the addon, converting its coded errors to typed ones. */
+function guarded<R>(call: () => R): R {
+  try {
+    return call();
+  } catch (err) {
+    return fromNative(err);
+  }
+}
+
+/** An async handle whose promise rejects with typed errors. */
+function asyncHandle(raw: RawHandle): AsyncHandle {
+  return { promise: raw.promise.catch(fromNative), cancel: raw.cancel };
+}
+
 /** Wraps a loaded addon as a backend. */
 export function nativeBackend(addon: Addon): Backend {
-  const params = new Float64Array(7);
+  const kd = (job: KdJob, out: Float64Array, threads: number, async: boolean) => {
+    // Sync calls reuse one params buffer; async calls need their own (it is read at call time, but
+    // keep it simple and safe).
+    const params = async ? new Float64Array(7) : syncParams;
+    params[0] = job.temperature;
+    params[1] = job.hard;
+    params[2] = job.epsilon;
+    params[3] = job.labelSmoothing;
+    params[4] = job.ignoreIndex;
+    params[5] = job.gradSoftScale;
+    params[6] = job.gradHardScale;
+    return guarded(() =>
+      addon.kd(
+        job.student,
+        job.teacher,
+        job.rows,
+        job.cols,
+        job.targets,
+        job.targetKind,
+        job.mask,
+        params,
+        job.rowSoft,
+        job.rowHard,
+        job.grad,
+        out,
+        threads,
+        async,
+      ),
+    );
+  };
+  const syncParams = new Float64Array(7);
+  const feature = (job: FeatureJob, layerSums: Float64Array, threads: number, async: boolean) =>
+    guarded(() =>
+      addon.feature(
+        job.rows,
+        job.p,
+        job.students,
+        job.teachers,
+        job.cols,
+        job.rowWeights,
+        job.rowOut,
+        job.grads,
+        job.gradScales,
+        layerSums,
+        threads,
+        async,
+      ),
+    );
+  const attention = (job: AttentionJob, threads: number, async: boolean) =>
+    guarded(() =>
+      addon.attention(job.student, job.teacher, job.rows, job.cols, job.beta, job.rowOut, job.grad, job.gradScale, threads, async),
+    );
   return {
     name: 'native',
-    kd(job: KdJob, out: Float64Array): void {
-      params[0] = job.temperature;
-      params[1] = job.hard;
-      params[2] = job.epsilon;
-      params[3] = job.labelSmoothing;
-      params[4] = job.ignoreIndex;
-      params[5] = job.gradSoftScale;
-      params[6] = job.gradHardScale;
-      try {
-        addon.kd(
-          job.student,
-          job.teacher,
-          job.rows,
-          job.cols,
-          job.targets,
-          job.targetKind,
-          job.mask,
-          params,
-          job.rowSoft,
-          job.rowHard,
-          job.grad,
-          out,
-        );
-      } catch (err) {
-        fromNative(err);
-      }
-    },
-    feature(job: FeatureJob, layerSums: Float64Array): void {
-      try {
-        addon.feature(
-          job.rows,
-          job.p,
-          job.students,
-          job.teachers,
-          job.cols,
-          job.rowWeights,
-          job.rowOut,
-          job.grads,
-          job.gradScales,
-          layerSums,
-        );
-      } catch (err) {
-        fromNative(err);
-      }
-    },
-    attention(job: AttentionJob): number {
-      try {
-        return addon.attention(
-          job.student,
-          job.teacher,
-          job.rows,
-          job.cols,
-          job.beta,
-          job.rowOut,
-          job.grad,
-          job.gradScale,
-        );
-      } catch (err) {
-        return fromNative(err);
-      }
-    },
+    kd: (job, out, threads) => void kd(job, out, threads, false),
+    feature: (job, sums, threads) => void feature(job, sums, threads, false),
+    attention: (job, threads) => attention(job, threads, false) as number,
+    kdAsync: (job, out, threads) => asyncHandle(kd(job, out, threads, true) as RawHandle),
+    featureAsync: (job, sums, threads) => asyncHandle(feature(job, sums, threads, true) as RawHandle),
+    attentionAsync: (job, threads) => asyncHandle(attention(job, threads, true) as RawHandle),
   };
 }

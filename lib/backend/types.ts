@@ -71,13 +71,27 @@ export interface AttentionJob {
   gradScale: number;
 }
 
-/** A compute backend. */
+/** Work running off the main thread: settles when every output is written. */
+export interface AsyncHandle {
+  /** Resolves with the call's scalar value (attention: the sum; others: 0). */
+  promise: Promise<number>;
+  /** Stops the work between row blocks; the promise then rejects. */
+  cancel(): void;
+}
+
+/** A compute backend. `threads` >= 1 is a request; backends may use fewer. */
 export interface Backend {
   readonly name: 'native' | 'js';
   /** Writes [sum of row KL, sum of row hard loss, kept rows] into out[0..2]. */
-  kd(job: KdJob, out: Float64Array): void;
+  kd(job: KdJob, out: Float64Array, threads: number): void;
   /** Writes each layer's sum of |s - t|^p into layerSums. */
-  feature(job: FeatureJob, layerSums: Float64Array): void;
+  feature(job: FeatureJob, layerSums: Float64Array, threads: number): void;
   /** Returns the sum over all elements of (a_s - a_t)^2. */
-  attention(job: AttentionJob): number;
+  attention(job: AttentionJob, threads: number): number;
+  /** {@link kd} off the main thread. */
+  kdAsync(job: KdJob, out: Float64Array, threads: number): AsyncHandle;
+  /** {@link feature} off the main thread. */
+  featureAsync(job: FeatureJob, layerSums: Float64Array, threads: number): AsyncHandle;
+  /** {@link attention} off the main thread. */
+  attentionAsync(job: AttentionJob, threads: number): AsyncHandle;
 }

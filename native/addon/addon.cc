@@ -1,23 +1,37 @@
 // The N-API binding: converts JS values to kernel problems, checks every type and length itself (it
-// trusts nothing the caller says), and runs the engine. Errors are JS Errors carrying the same `code`
-// as the TypeScript wrapper's typed errors (ERR_KD_INPUT, ERR_KD_SHAPE, ERR_KD_CONFIG).
+// trusts nothing the caller says), and runs the engine, on the calling thread or on the libuv pool.
+// Errors are JS Errors carrying the same `code` as the TypeScript wrapper's typed errors
+// (ERR_KD_INPUT, ERR_KD_SHAPE, ERR_KD_CONFIG).
 //
-// Raw API (the wrapper in lib/backend/native.ts is its only intended caller):
-//   kd(student, teacher, rows, cols, targets, targetKind, mask, params, rowSoft, rowHard, grad, out)
+// Raw API (the wrapper in lib/backend/native.ts is its only intended caller). Every compute function
+// takes two trailing arguments, `threads` (>= 1) and `async` (boolean). Sync calls return as noted;
+// async calls return { promise, cancel }: the promise settles when the work is done (outputs written),
+// cancel() stops it between row blocks (the promise then rejects with "aborted"). Every buffer an
+// async call reads or writes stays referenced until it settles.
+//   kd(student, teacher, rows, cols, targets, targetKind, mask, params, rowSoft, rowHard, grad, out,
+//      threads, async)
 //     params = Float64Array [temperature, hardKind, epsilon, labelSmoothing, ignoreIndex,
 //                            gradSoftScale, gradHardScale]; out = Float64Array(3) <- [soft, hard, kept]
 //   feature(rows, p, students[], teachers[], cols: Float64Array, rowWeights: Float64Array,
-//           rowOut, grads[] | null, gradScales: Float64Array | null, layerSums: Float64Array)
-//   attention(student, teacher, rows, cols, beta, rowOut, grad, gradScale) -> sum of squared diffs
+//           rowOut, grads[] | null, gradScales: Float64Array | null, layerSums: Float64Array,
+//           threads, async)
+//   attention(student, teacher, rows, cols, beta, rowOut, grad, gradScale, threads, async)
+//     -> sum of squared differences (async: the promise's value)
 //   info() -> { isa, compiled: string[], capabilities: { avx2, avx512, neon } }
 //   vecmath(op, input, output) -> op 'exp' | 'log' element-wise into output (same dtype and length),
 //     'sum' -> the sum of input (output ignored); for tests and the benchmark's roofline
 #include <napi.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "../engine/engine.h"
@@ -25,87 +39,23 @@
 
 namespace {
 
+constexpr const char* kInput = "ERR_KD_INPUT";
+constexpr const char* kShape = "ERR_KD_SHAPE";
+constexpr const char* kConfig = "ERR_KD_CONFIG";
+
 [[noreturn]] void Fail(Napi::Env env, const char* code, const std::string& msg) {
   Napi::Error e = Napi::Error::New(env, msg);
   e.Value().Set("code", Napi::String::New(env, code));
   throw e;
 }
 
-constexpr const char* kInput = "ERR_KD_INPUT";
-constexpr const char* kShape = "ERR_KD_SHAPE";
-constexpr const char* kConfig = "ERR_KD_CONFIG";
-
 enum class DType { kF32, kF64 };
 
 const char* DTypeName(DType d) { return d == DType::kF32 ? "Float32Array" : "Float64Array"; }
 
-struct FloatArg {
-  DType dtype;
-  void* data;
-  size_t length;
-};
-
-Napi::TypedArray TypedArg(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (!v.IsTypedArray()) Fail(env, kInput, std::string(name) + ": expected a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.ArrayBuffer().IsDetached()) Fail(env, kInput, std::string(name) + ": its ArrayBuffer is detached");
-  return ta;
-}
-
-FloatArg FloatArray(Napi::Env env, const Napi::Value& v, const char* name) {
-  Napi::TypedArray ta = TypedArg(env, v, name);
-  if (ta.TypedArrayType() == napi_float32_array) {
-    Napi::Float32Array a = ta.As<Napi::Float32Array>();
-    return {DType::kF32, a.Data(), a.ElementLength()};
-  }
-  if (ta.TypedArrayType() == napi_float64_array) {
-    Napi::Float64Array a = ta.As<Napi::Float64Array>();
-    return {DType::kF64, a.Data(), a.ElementLength()};
-  }
-  Fail(env, kInput, std::string(name) + ": expected a Float32Array or Float64Array");
-}
-
-bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
-
-// A float array of the given dtype and exact length, or (if optional and null/undefined) nullptr.
-void* FloatArrayOf(Napi::Env env, const Napi::Value& v, const char* name, DType dtype, size_t length,
-                   bool optional) {
-  if (optional && IsNullish(v)) return nullptr;
-  const FloatArg a = FloatArray(env, v, name);
-  if (a.dtype != dtype) {
-    Fail(env, kInput, std::string(name) + ": expected " + DTypeName(dtype) + " like the other inputs, got " +
-                          DTypeName(a.dtype));
-  }
-  if (a.length != length) {
-    Fail(env, kShape, std::string(name) + ": expected length " + std::to_string(length) + ", got " +
-                          std::to_string(a.length));
-  }
-  return a.data;
-}
-
-double* F64Out(Napi::Env env, const Napi::Value& v, const char* name, size_t length, bool optional) {
-  return static_cast<double*>(FloatArrayOf(env, v, name, DType::kF64, length, optional));
-}
-
-// A non-negative integer that fits in size_t and whose products with other dimensions are checked by
-// the caller.
-size_t Dim(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (!v.IsNumber()) Fail(env, kInput, std::string(name) + ": expected a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0) {
-    Fail(env, kShape, std::string(name) + ": expected a positive integer, got " + v.ToString().Utf8Value());
-  }
-  return static_cast<size_t>(d);
-}
-
-size_t Elements(Napi::Env env, size_t rows, size_t cols) {
-  if (cols != 0 && rows > std::numeric_limits<size_t>::max() / cols) Fail(env, kShape, "shape too large");
-  return rows * cols;
-}
-
-double Number(Napi::Env env, const Napi::Value& v, const char* name) {
-  if (!v.IsNumber()) Fail(env, kInput, std::string(name) + ": expected a number");
-  return v.As<Napi::Number>().DoubleValue();
+template <typename T>
+constexpr DType DTypeOf() {
+  return sizeof(T) == 4 ? DType::kF32 : DType::kF64;
 }
 
 template <typename T>
@@ -119,14 +69,209 @@ const kd::KernelSet<double>& SetOf<double>(const kd::KernelTable& t) {
   return t.f64;
 }
 
+struct FloatArg {
+  DType dtype;
+  void* data;
+  size_t length;
+};
+
+bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
+
+// Argument conversion for one call. When `pins` is set (async calls), every typed array accepted is
+// referenced there so it outlives the call.
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, std::vector<Napi::ObjectReference>* pins)
+      : info_(info), env_(info.Env()), pins_(pins) {}
+
+  Napi::Env env() const { return env_; }
+  Napi::Value operator[](size_t i) const { return info_[i]; }
+
+  Napi::TypedArray Typed(const Napi::Value& v, const std::string& name) const {
+    if (!v.IsTypedArray()) Fail(env_, kInput, name + ": expected a typed array");
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (ta.ArrayBuffer().IsDetached()) Fail(env_, kInput, name + ": its ArrayBuffer is detached");
+    if (pins_ != nullptr) pins_->push_back(Napi::Persistent(ta.As<Napi::Object>()));
+    return ta;
+  }
+
+  FloatArg Floats(const Napi::Value& v, const std::string& name) const {
+    Napi::TypedArray ta = Typed(v, name);
+    if (ta.TypedArrayType() == napi_float32_array) {
+      Napi::Float32Array a = ta.As<Napi::Float32Array>();
+      return {DType::kF32, a.Data(), a.ElementLength()};
+    }
+    if (ta.TypedArrayType() == napi_float64_array) {
+      Napi::Float64Array a = ta.As<Napi::Float64Array>();
+      return {DType::kF64, a.Data(), a.ElementLength()};
+    }
+    Fail(env_, kInput, name + ": expected a Float32Array or Float64Array");
+  }
+
+  // A float array of the given dtype and exact length, or (if optional and null/undefined) nullptr.
+  void* FloatsOf(const Napi::Value& v, const std::string& name, DType dtype, size_t length, bool optional) const {
+    if (optional && IsNullish(v)) return nullptr;
+    const FloatArg a = Floats(v, name);
+    if (a.dtype != dtype) {
+      Fail(env_, kInput,
+           name + ": expected " + DTypeName(dtype) + " like the other inputs, got " + DTypeName(a.dtype));
+    }
+    if (a.length != length) {
+      Fail(env_, kShape, name + ": expected length " + std::to_string(length) + ", got " + std::to_string(a.length));
+    }
+    return a.data;
+  }
+
+  template <typename T>
+  T* TypedOf(const Napi::Value& v, const std::string& name, size_t length, bool optional) const {
+    return static_cast<T*>(FloatsOf(v, name, DTypeOf<T>(), length, optional));
+  }
+
+  double* F64(const Napi::Value& v, const std::string& name, size_t length, bool optional) const {
+    return TypedOf<double>(v, name, length, optional);
+  }
+
+  double Number(const Napi::Value& v, const std::string& name) const {
+    if (!v.IsNumber()) Fail(env_, kInput, name + ": expected a number");
+    return v.As<Napi::Number>().DoubleValue();
+  }
+
+  // A positive integer dimension.
+  size_t Dim(const Napi::Value& v, const std::string& name) const {
+    const double d = Number(v, name);
+    if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0) {
+      Fail(env_, kShape, name + ": expected a positive integer, got " + v.ToString().Utf8Value());
+    }
+    return static_cast<size_t>(d);
+  }
+
+  size_t Elements(size_t rows, size_t cols) const {
+    if (cols != 0 && rows > std::numeric_limits<size_t>::max() / cols) Fail(env_, kShape, "shape too large");
+    return rows * cols;
+  }
+
+ private:
+  const Napi::CallbackInfo& info_;
+  Napi::Env env_;
+  std::vector<Napi::ObjectReference>* pins_;
+};
+
+// Cancellation flags of the work in flight, shared by the addon instance and its workers; an
+// environment cleanup hook (worker_threads terminating, process exit) cancels them all.
+class InFlight {
+ public:
+  void Add(const std::shared_ptr<std::atomic<bool>>& flag) {
+    std::lock_guard<std::mutex> lock(mu_);
+    flags_.insert(flag);
+  }
+  void Remove(const std::shared_ptr<std::atomic<bool>>& flag) {
+    std::lock_guard<std::mutex> lock(mu_);
+    flags_.erase(flag);
+  }
+  void CancelAll() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& f : flags_) f->store(true, std::memory_order_relaxed);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_set<std::shared_ptr<std::atomic<bool>>> flags_;
+};
+
+// What a call computes: returns false when cancelled; `value` receives the scalar result if any.
+using Work = std::function<bool(const kd::RunControl& rc, double* value)>;
+
+// Runs a Work on the libuv thread pool and settles a promise; holds the call's buffers until then.
+// The promise is settled with raw N-API calls whose status is checked, not with node-addon-api's
+// throwing wrappers: when a worker_thread is terminated with this work in flight, the completion runs
+// during environment teardown where JS can no longer run, and the calls then fail harmlessly.
+class LossWorker : public Napi::AsyncWorker {
+ public:
+  LossWorker(Napi::Env env, Work work, std::vector<Napi::ObjectReference> pins, size_t threads,
+             std::shared_ptr<InFlight> in_flight)
+      : Napi::AsyncWorker(env, "kdloss"),
+        work_(std::move(work)),
+        pins_(std::move(pins)),
+        threads_(threads),
+        cancel_(std::make_shared<std::atomic<bool>>(false)),
+        in_flight_(std::move(in_flight)) {
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_promise(env, &deferred_, &promise_));
+    in_flight_->Add(cancel_);
+  }
+
+  ~LossWorker() override { in_flight_->Remove(cancel_); }
+
+  // { promise, cancel } for JS; call once, right after construction (same handle scope).
+  Napi::Object Handle() {
+    Napi::Env env = Env();
+    Napi::Object h = Napi::Object::New(env);
+    h.Set("promise", Napi::Value(env, promise_));
+    std::shared_ptr<std::atomic<bool>> flag = cancel_;
+    h.Set("cancel", Napi::Function::New(env, [flag](const Napi::CallbackInfo& info) {
+            flag->store(true, std::memory_order_relaxed);
+            return info.Env().Undefined();
+          }));
+    return h;
+  }
+
+ protected:
+  void Execute() override {
+    kd::RunControl rc;
+    rc.threads = threads_;
+    rc.cancel = cancel_.get();
+    completed_ = work_(rc, &value_);
+  }
+
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled) {
+      napi_handle_scope scope;
+      if (napi_open_handle_scope(env, &scope) == napi_ok) {
+        napi_value v = nullptr;
+        if (completed_) {
+          if (napi_create_double(env, value_, &v) == napi_ok) napi_resolve_deferred(env, deferred_, v);
+        } else {
+          napi_value msg = nullptr;
+          if (napi_create_string_utf8(env, "aborted", NAPI_AUTO_LENGTH, &msg) == napi_ok &&
+              napi_create_error(env, nullptr, msg, &v) == napi_ok) {
+            napi_reject_deferred(env, deferred_, v);
+          }
+        }
+        napi_close_handle_scope(env, scope);
+      }
+    }
+    Destroy();
+  }
+
+ private:
+  napi_deferred deferred_ = nullptr;
+  napi_value promise_ = nullptr;
+  Work work_;
+  std::vector<Napi::ObjectReference> pins_;
+  size_t threads_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  std::shared_ptr<InFlight> in_flight_;
+  double value_ = 0.0;
+  bool completed_ = false;
+};
+
 }  // namespace
 
 class KdAddon : public Napi::Addon<KdAddon> {
  public:
-  KdAddon(Napi::Env env, Napi::Object exports) {
+  KdAddon(Napi::Env env, Napi::Object exports) : in_flight_(std::make_shared<InFlight>()) {
     std::string why;
     table_ = kd::active_table(&why);
     if (table_ == nullptr) Fail(env, kConfig, why);
+    // Cancels this environment's work in flight when it is torn down; the hook owns its reference.
+    auto* hook_ref = new std::shared_ptr<InFlight>(in_flight_);
+    napi_add_env_cleanup_hook(
+        env,
+        [](void* arg) {
+          auto* ref = static_cast<std::shared_ptr<InFlight>*>(arg);
+          (*ref)->CancelAll();
+          delete ref;
+        },
+        hook_ref);
     DefineAddon(exports, {
                              InstanceMethod("kd", &KdAddon::Kd),
                              InstanceMethod("feature", &KdAddon::Feature),
@@ -157,17 +302,18 @@ class KdAddon : public Napi::Addon<KdAddon> {
   Napi::Value VecMath(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() != 3 || !info[0].IsString()) Fail(env, kInput, "vecmath: expected (op, input, output)");
+    const Args a(info, nullptr);
     const std::string op = info[0].As<Napi::String>().Utf8Value();
-    const FloatArg in = FloatArray(env, info[1], "input");
+    const FloatArg in = a.Floats(info[1], "input");
+    const bool f32 = in.dtype == DType::kF32;
     if (op == "sum") {
-      const double s = in.dtype == DType::kF32 ? table_->f32.sum(static_cast<const float*>(in.data), in.length)
-                                               : table_->f64.sum(static_cast<const double*>(in.data), in.length);
-      return Napi::Number::New(env, s);
+      return Napi::Number::New(env, f32 ? table_->f32.sum(static_cast<const float*>(in.data), in.length)
+                                        : table_->f64.sum(static_cast<const double*>(in.data), in.length));
     }
     if (op != "exp" && op != "log") Fail(env, kInput, "op: expected 'exp', 'log' or 'sum'");
-    void* out = FloatArrayOf(env, info[2], "output", in.dtype, in.length, false);
+    void* out = a.FloatsOf(info[2], "output", in.dtype, in.length, false);
     const bool is_exp = op == "exp";
-    if (in.dtype == DType::kF32) {
+    if (f32) {
       (is_exp ? table_->f32.exp : table_->f32.log)(static_cast<const float*>(in.data), static_cast<float*>(out),
                                                    in.length);
     } else {
@@ -177,26 +323,57 @@ class KdAddon : public Napi::Addon<KdAddon> {
     return env.Undefined();
   }
 
-  Napi::Value Kd(const Napi::CallbackInfo& info) {
+  // Shared tail of every compute call: reads `threads` at [n], then runs `work` now (returning its
+  // value if `returns_value`) or, when `pins` is set, hands it to a LossWorker.
+  Napi::Value Dispatch(const Napi::CallbackInfo& info, size_t n, std::vector<Napi::ObjectReference>* pins,
+                       Work work, bool returns_value) {
     Napi::Env env = info.Env();
-    if (info.Length() != 12) Fail(env, kInput, "kd: expected 12 arguments");
-    const FloatArg student = FloatArray(env, info[0], "student");
-    if (student.dtype == DType::kF32) return KdTyped<float>(info);
-    return KdTyped<double>(info);
+    const Args a(info, nullptr);
+    const double threads = a.Number(info[n], "threads");
+    if (!(threads >= 1 && threads <= 1024) || threads != std::floor(threads)) {
+      Fail(env, kConfig, "threads: expected an integer in [1, 1024]");
+    }
+    if (pins != nullptr) {
+      auto* worker = new LossWorker(env, std::move(work), std::move(*pins), static_cast<size_t>(threads), in_flight_);
+      Napi::Object handle = worker->Handle();
+      worker->Queue();
+      return handle;
+    }
+    kd::RunControl rc;
+    rc.threads = static_cast<size_t>(threads);
+    double value = 0.0;
+    work(rc, &value);
+    return returns_value ? Napi::Value(Napi::Number::New(env, value)) : env.Undefined();
+  }
+
+  // Validates the arity and reads the `async` flag (the last argument).
+  static bool IsAsync(const Napi::CallbackInfo& info, size_t arity, const char* fn) {
+    if (info.Length() != arity) Fail(info.Env(), kInput, std::string(fn) + ": expected " + std::to_string(arity) + " arguments");
+    if (!info[arity - 1].IsBoolean()) Fail(info.Env(), kInput, std::string(fn) + ": expected a boolean async flag");
+    return info[arity - 1].As<Napi::Boolean>().Value();
+  }
+
+  Napi::Value Kd(const Napi::CallbackInfo& info) {
+    const bool async = IsAsync(info, 14, "kd");
+    std::vector<Napi::ObjectReference> pins;
+    const Args a(info, async ? &pins : nullptr);
+    if (Args(info, nullptr).Floats(info[0], "student").dtype == DType::kF32) {
+      return KdTyped<float>(info, a, async ? &pins : nullptr);
+    }
+    return KdTyped<double>(info, a, async ? &pins : nullptr);
   }
 
   template <typename T>
-  Napi::Value KdTyped(const Napi::CallbackInfo& info) {
+  Napi::Value KdTyped(const Napi::CallbackInfo& info, const Args& a, std::vector<Napi::ObjectReference>* pins) {
     Napi::Env env = info.Env();
-    const DType dt = sizeof(T) == 4 ? DType::kF32 : DType::kF64;
     kd::KdProblem<T> p;
-    p.rows = Dim(env, info[2], "rows");
-    p.cols = Dim(env, info[3], "cols");
-    const size_t n = Elements(env, p.rows, p.cols);
-    p.student = static_cast<const T*>(FloatArrayOf(env, info[0], "student", dt, n, false));
-    p.teacher = static_cast<const T*>(FloatArrayOf(env, info[1], "teacher", dt, n, false));
+    p.rows = a.Dim(a[2], "rows");
+    p.cols = a.Dim(a[3], "cols");
+    const size_t n = a.Elements(p.rows, p.cols);
+    p.student = a.TypedOf<T>(a[0], "student", n, false);
+    p.teacher = a.TypedOf<T>(a[1], "teacher", n, false);
 
-    const double* params = F64Out(env, info[7], "params", 7, false);
+    const double* params = a.F64(a[7], "params", 7, false);
     p.temperature = params[0];
     if (!(std::isfinite(p.temperature) && p.temperature > 0)) {
       Fail(env, kConfig, "temperature: expected a finite number > 0, got " + std::to_string(p.temperature));
@@ -218,14 +395,13 @@ class KdAddon : public Napi::Addon<KdAddon> {
     p.grad_soft_scale = params[5];
     p.grad_hard_scale = params[6];
 
-    const Napi::Value kind_v = info[5];
-    const double kind = Number(env, kind_v, "targetKind");
+    const double kind = a.Number(a[5], "targetKind");
     if (!(kind == 0 || kind == 1 || kind == 2 || kind == 3)) Fail(env, kInput, "targetKind: expected 0..3");
     p.target_kind = static_cast<kd::TargetKind>(static_cast<int32_t>(kind));
     if (p.target_kind == kd::TargetKind::kMatrix) {
-      p.target_matrix = static_cast<const T*>(FloatArrayOf(env, info[4], "targets", dt, n, false));
+      p.target_matrix = a.TypedOf<T>(a[4], "targets", n, false);
     } else if (p.target_kind != kd::TargetKind::kNone) {
-      Napi::TypedArray ta = TypedArg(env, info[4], "targets");
+      Napi::TypedArray ta = a.Typed(a[4], "targets");
       const bool is_i32 = p.target_kind == kd::TargetKind::kInt32;
       if (ta.TypedArrayType() != (is_i32 ? napi_int32_array : napi_uint32_array)) {
         Fail(env, kInput, std::string("targets: expected ") + (is_i32 ? "an Int32Array" : "a Uint32Array"));
@@ -241,8 +417,8 @@ class KdAddon : public Napi::Addon<KdAddon> {
       Fail(env, kInput, "targets: a built-in hard loss needs targets");
     }
 
-    if (!IsNullish(info[6])) {
-      Napi::TypedArray m = TypedArg(env, info[6], "mask");
+    if (!IsNullish(a[6])) {
+      Napi::TypedArray m = a.Typed(a[6], "mask");
       if (m.TypedArrayType() != napi_uint8_array) Fail(env, kInput, "mask: expected a Uint8Array");
       if (m.ElementLength() != p.rows) {
         Fail(env, kShape, "mask: expected length " + std::to_string(p.rows) + ", got " +
@@ -250,16 +426,21 @@ class KdAddon : public Napi::Addon<KdAddon> {
       }
       p.mask = m.As<Napi::Uint8Array>().Data();
     }
-    p.row_soft = F64Out(env, info[8], "rowSoft", p.rows, true);
-    p.row_hard = F64Out(env, info[9], "rowHard", p.rows, true);
-    p.grad = static_cast<T*>(FloatArrayOf(env, info[10], "grad", dt, n, true));
-    double* out = F64Out(env, info[11], "out", 3, false);
+    p.row_soft = a.F64(a[8], "rowSoft", p.rows, true);
+    p.row_hard = a.F64(a[9], "rowHard", p.rows, true);
+    p.grad = a.TypedOf<T>(a[10], "grad", n, true);
+    double* out = a.F64(a[11], "out", 3, false);
 
-    const kd::KdPartial r = kd::run_kd<T>(SetOf<T>(*table_), p);
-    out[0] = r.soft;
-    out[1] = r.hard;
-    out[2] = r.kept;
-    return env.Undefined();
+    const kd::KernelSet<T>& set = SetOf<T>(*table_);
+    Work work = [&set, p, out](const kd::RunControl& rc, double*) {
+      kd::KdPartial r;
+      if (!kd::run_kd<T>(set, p, rc, &r)) return false;
+      out[0] = r.soft;
+      out[1] = r.hard;
+      out[2] = r.kept;
+      return true;
+    };
+    return Dispatch(info, 12, pins, std::move(work), false);
   }
 
   template <typename T>
@@ -277,95 +458,101 @@ class KdAddon : public Napi::Addon<KdAddon> {
   }
 
   Napi::Value Feature(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() != 10) Fail(env, kInput, "feature: expected 10 arguments");
+    const bool async = IsAsync(info, 12, "feature");
+    std::vector<Napi::ObjectReference> pins;
+    const Args a(info, async ? &pins : nullptr);
     if (!info[2].IsArray() || info[2].As<Napi::Array>().Length() == 0) {
-      Fail(env, kInput, "studentFeatures: expected a non-empty array");
+      Fail(info.Env(), kInput, "studentFeatures: expected a non-empty array");
     }
-    const FloatArg first = FloatArray(env, info[2].As<Napi::Array>().Get(0u), "studentFeatures[0]");
-    if (first.dtype == DType::kF32) return FeatureTyped<float>(info);
-    return FeatureTyped<double>(info);
+    if (Args(info, nullptr).Floats(info[2].As<Napi::Array>().Get(0u), "studentFeatures[0]").dtype == DType::kF32) {
+      return FeatureTyped<float>(info, a, async ? &pins : nullptr);
+    }
+    return FeatureTyped<double>(info, a, async ? &pins : nullptr);
   }
 
   template <typename T>
-  Napi::Value FeatureTyped(const Napi::CallbackInfo& info) {
+  Napi::Value FeatureTyped(const Napi::CallbackInfo& info, const Args& a, std::vector<Napi::ObjectReference>* pins) {
     Napi::Env env = info.Env();
-    const DType dt = sizeof(T) == 4 ? DType::kF32 : DType::kF64;
-    const size_t rows = Dim(env, info[0], "rows");
-    const double pv = Number(env, info[1], "pNorm");
+    const size_t rows = a.Dim(a[0], "rows");
+    const double pv = a.Number(a[1], "pNorm");
     if (pv != 1 && pv != 2) Fail(env, kConfig, "pNorm: expected 1 or 2");
-    if (!info[3].IsArray()) Fail(env, kInput, "teacherFeatures: expected an array");
-    Napi::Array students = info[2].As<Napi::Array>();
-    Napi::Array teachers = info[3].As<Napi::Array>();
+    if (!a[3].IsArray()) Fail(env, kInput, "teacherFeatures: expected an array");
+    Napi::Array students = a[2].As<Napi::Array>();
+    Napi::Array teachers = a[3].As<Napi::Array>();
     const size_t layers = students.Length();
     if (teachers.Length() != layers) {
       Fail(env, kShape, "teacherFeatures: expected " + std::to_string(layers) + " layers, got " +
                             std::to_string(teachers.Length()));
     }
-    const double* cols = F64Out(env, info[4], "cols", layers, false);
-    const double* weights = F64Out(env, info[5], "rowWeights", layers, false);
-    double* row_out = F64Out(env, info[6], "rowOut", rows, true);
-    const bool has_grads = !IsNullish(info[7]);
-    if (has_grads && (!info[7].IsArray() || info[7].As<Napi::Array>().Length() != layers)) {
+    const double* cols = a.F64(a[4], "cols", layers, false);
+    const double* weights = a.F64(a[5], "rowWeights", layers, false);
+    double* row_out = a.F64(a[6], "rowOut", rows, true);
+    const bool has_grads = !IsNullish(a[7]);
+    if (has_grads && (!a[7].IsArray() || a[7].As<Napi::Array>().Length() != layers)) {
       Fail(env, kInput, "grads: expected an array with one buffer per layer");
     }
-    const double* scales = has_grads ? F64Out(env, info[8], "gradScales", layers, false) : nullptr;
-    double* sums = F64Out(env, info[9], "layerSums", layers, false);
+    const double* scales = has_grads ? a.F64(a[8], "gradScales", layers, false) : nullptr;
+    double* sums = a.F64(a[9], "layerSums", layers, false);
 
     std::vector<kd::FeatureLayer<T>> ls(layers);
     for (size_t l = 0; l < layers; ++l) {
       const std::string idx = "[" + std::to_string(l) + "]";
+      const uint32_t li = static_cast<uint32_t>(l);
       const double c = cols[l];
       if (!(c >= 1) || c != std::floor(c) || c > 9007199254740991.0) {
         Fail(env, kShape, "cols" + idx + ": expected a positive integer");
       }
       kd::FeatureLayer<T>& L = ls[l];
       L.cols = static_cast<size_t>(c);
-      const size_t n = Elements(env, rows, L.cols);
-      L.student = static_cast<const T*>(
-          FloatArrayOf(env, students.Get(static_cast<uint32_t>(l)), ("studentFeatures" + idx).c_str(), dt, n, false));
-      L.teacher = static_cast<const T*>(
-          FloatArrayOf(env, teachers.Get(static_cast<uint32_t>(l)), ("teacherFeatures" + idx).c_str(), dt, n, false));
+      const size_t n = a.Elements(rows, L.cols);
+      L.student = a.TypedOf<T>(students.Get(li), "studentFeatures" + idx, n, false);
+      L.teacher = a.TypedOf<T>(teachers.Get(li), "teacherFeatures" + idx, n, false);
       L.p = static_cast<int>(pv);
       L.row_out = row_out;
       L.row_weight = weights[l];
       if (has_grads) {
-        L.grad = static_cast<T*>(FloatArrayOf(env, info[7].As<Napi::Array>().Get(static_cast<uint32_t>(l)),
-                                              ("grads" + idx).c_str(), dt, n, false));
+        L.grad = a.TypedOf<T>(a[7].As<Napi::Array>().Get(li), "grads" + idx, n, false);
         L.grad_scale = scales[l];
       }
     }
-    kd::run_feature<T>(SetOf<T>(*table_), ls.data(), ls.size(), rows, sums);
-    return env.Undefined();
+    const kd::KernelSet<T>& set = SetOf<T>(*table_);
+    Work work = [&set, ls = std::move(ls), rows, sums](const kd::RunControl& rc, double*) {
+      return kd::run_feature<T>(set, ls.data(), ls.size(), rows, rc, sums);
+    };
+    return Dispatch(info, 10, pins, std::move(work), false);
   }
 
   Napi::Value Attention(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() != 8) Fail(env, kInput, "attention: expected 8 arguments");
-    const FloatArg student = FloatArray(env, info[0], "student");
-    if (student.dtype == DType::kF32) return AttentionTyped<float>(info);
-    return AttentionTyped<double>(info);
+    const bool async = IsAsync(info, 10, "attention");
+    std::vector<Napi::ObjectReference> pins;
+    const Args a(info, async ? &pins : nullptr);
+    if (Args(info, nullptr).Floats(info[0], "student").dtype == DType::kF32) {
+      return AttentionTyped<float>(info, a, async ? &pins : nullptr);
+    }
+    return AttentionTyped<double>(info, a, async ? &pins : nullptr);
   }
 
   template <typename T>
-  Napi::Value AttentionTyped(const Napi::CallbackInfo& info) {
+  Napi::Value AttentionTyped(const Napi::CallbackInfo& info, const Args& a, std::vector<Napi::ObjectReference>* pins) {
     Napi::Env env = info.Env();
-    const DType dt = sizeof(T) == 4 ? DType::kF32 : DType::kF64;
     kd::AttentionProblem<T> p;
-    p.rows = Dim(env, info[2], "rows");
-    p.cols = Dim(env, info[3], "cols");
-    const size_t n = Elements(env, p.rows, p.cols);
-    p.student = static_cast<const T*>(FloatArrayOf(env, info[0], "student", dt, n, false));
-    p.teacher = static_cast<const T*>(FloatArrayOf(env, info[1], "teacher", dt, n, false));
-    p.beta = Number(env, info[4], "beta");
+    p.rows = a.Dim(a[2], "rows");
+    p.cols = a.Dim(a[3], "cols");
+    const size_t n = a.Elements(p.rows, p.cols);
+    p.student = a.TypedOf<T>(a[0], "student", n, false);
+    p.teacher = a.TypedOf<T>(a[1], "teacher", n, false);
+    p.beta = a.Number(a[4], "beta");
     if (!(std::isfinite(p.beta) && p.beta > 0)) Fail(env, kConfig, "beta: expected a finite number > 0");
-    p.row_out = F64Out(env, info[5], "rowOut", p.rows, true);
-    p.grad = static_cast<T*>(FloatArrayOf(env, info[6], "grad", dt, n, true));
-    p.grad_scale = Number(env, info[7], "gradScale");
-    return Napi::Number::New(env, kd::run_attention<T>(SetOf<T>(*table_), p));
+    p.row_out = a.F64(a[5], "rowOut", p.rows, true);
+    p.grad = a.TypedOf<T>(a[6], "grad", n, true);
+    p.grad_scale = a.Number(a[7], "gradScale");
+    const kd::KernelSet<T>& set = SetOf<T>(*table_);
+    Work work = [&set, p](const kd::RunControl& rc, double* value) { return kd::run_attention<T>(set, p, rc, value); };
+    return Dispatch(info, 8, pins, std::move(work), true);
   }
 
   const kd::KernelTable* table_ = nullptr;
+  std::shared_ptr<InFlight> in_flight_;
 };
 
 NODE_API_ADDON(KdAddon)

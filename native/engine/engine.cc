@@ -1,5 +1,9 @@
 #include "engine.h"
 
+#include <system_error>
+#include <thread>
+#include <vector>
+
 namespace kd {
 
 namespace {
@@ -12,6 +16,48 @@ T* scratch_for(size_t elems) {
   thread_local std::vector<T> buf;
   if (buf.size() < elems) buf.resize(elems);
   return buf.data();
+}
+
+bool cancelled(const RunControl& rc) {
+  return rc.cancel != nullptr && rc.cancel->load(std::memory_order_relaxed);
+}
+
+// Calls f(b) for every block b in [0, n) on up to rc.threads threads (blocks handed out in order by an
+// atomic counter; which thread runs a block does not matter, since each block writes its own slot).
+// Returns false when cancelled.
+template <class F>
+bool for_blocks(size_t n, const RunControl& rc, F&& f) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (;;) {
+      if (cancelled(rc)) return;
+      const size_t b = next.fetch_add(1, std::memory_order_relaxed);
+      if (b >= n) return;
+      f(b);
+    }
+  };
+  const size_t threads = rc.threads < n ? rc.threads : n;
+  std::vector<std::thread> helpers;
+  if (threads > 1) helpers.reserve(threads - 1);
+  for (size_t i = 1; i < threads; ++i) {
+    try {
+      helpers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no more threads available: the ones we have finish the work
+    }
+  }
+  work();
+  for (std::thread& t : helpers) t.join();
+  return !cancelled(rc);
+}
+
+struct Range {
+  size_t r0, r1;
+};
+
+Range block_range(size_t b, size_t rows, size_t per_block) {
+  const size_t r0 = b * per_block;
+  return {r0, r0 + per_block < rows ? r0 + per_block : rows};
 }
 
 }  // namespace
@@ -27,55 +73,72 @@ size_t block_count(size_t rows, size_t cols) {
 }
 
 template <typename T>
-KdPartial run_kd(const KernelSet<T>& k, const KdProblem<T>& p) {
-  T* scratch = p.grad != nullptr ? scratch_for<T>(kd_scratch_elems(p.cols)) : nullptr;
-  const size_t b = block_rows(p.cols);
+bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out) {
+  const size_t per = block_rows(p.cols);
+  const size_t n = block_count(p.rows, p.cols);
+  std::vector<KdPartial> parts(n);
+  const bool done = for_blocks(n, rc, [&](size_t b) {
+    T* scratch = p.grad != nullptr ? scratch_for<T>(kd_scratch_elems(p.cols)) : nullptr;
+    const Range r = block_range(b, p.rows, per);
+    parts[b] = k.kd_rows(p, r.r0, r.r1, scratch);
+  });
   KdPartial total;
-  for (size_t r0 = 0; r0 < p.rows; r0 += b) {
-    const size_t r1 = r0 + b < p.rows ? r0 + b : p.rows;
-    const KdPartial part = k.kd_rows(p, r0, r1, scratch);
+  for (const KdPartial& part : parts) {
     total.soft += part.soft;
     total.hard += part.hard;
     total.kept += part.kept;
   }
-  return total;
+  *out = total;
+  return done;
 }
 
 template <typename T>
-void run_feature(const KernelSet<T>& k, const FeatureLayer<T>* layers, size_t n_layers,
-                 size_t rows, double* layer_sums) {
+bool run_feature(const KernelSet<T>& k, const FeatureLayer<T>* layers, size_t n_layers, size_t rows,
+                 const RunControl& rc, double* layer_sums) {
   size_t widest = 1;
   for (size_t l = 0; l < n_layers; ++l) widest = layers[l].cols > widest ? layers[l].cols : widest;
   double* row_out = n_layers == 0 ? nullptr : layers[0].row_out;
-  for (size_t l = 0; l < n_layers; ++l) layer_sums[l] = 0.0;
-  const size_t b = block_rows(widest);
-  for (size_t r0 = 0; r0 < rows; r0 += b) {
-    const size_t r1 = r0 + b < rows ? r0 + b : rows;
+  const size_t per = block_rows(widest);
+  const size_t n = block_count(rows, widest);
+  std::vector<double> parts(n * n_layers);
+  const bool done = for_blocks(n, rc, [&](size_t b) {
+    const Range r = block_range(b, rows, per);
     if (row_out != nullptr) {
-      for (size_t r = r0; r < r1; ++r) row_out[r] = 0.0;
+      for (size_t i = r.r0; i < r.r1; ++i) row_out[i] = 0.0;
     }
-    for (size_t l = 0; l < n_layers; ++l) layer_sums[l] += k.feature_rows(layers[l], r0, r1);
+    for (size_t l = 0; l < n_layers; ++l) parts[b * n_layers + l] = k.feature_rows(layers[l], r.r0, r.r1);
+  });
+  for (size_t l = 0; l < n_layers; ++l) layer_sums[l] = 0.0;
+  for (size_t b = 0; b < n; ++b) {
+    for (size_t l = 0; l < n_layers; ++l) layer_sums[l] += parts[b * n_layers + l];
   }
+  return done;
 }
 
 template <typename T>
-double run_attention(const KernelSet<T>& k, const AttentionProblem<T>& p) {
-  const size_t b = block_rows(p.cols);
+bool run_attention(const KernelSet<T>& k, const AttentionProblem<T>& p, const RunControl& rc, double* out) {
+  const size_t per = block_rows(p.cols);
+  const size_t n = block_count(p.rows, p.cols);
+  std::vector<double> parts(n);
+  const bool done = for_blocks(n, rc, [&](size_t b) {
+    const Range r = block_range(b, p.rows, per);
+    parts[b] = k.attention_rows(p, r.r0, r.r1);
+  });
   double total = 0.0;
-  for (size_t r0 = 0; r0 < p.rows; r0 += b) {
-    const size_t r1 = r0 + b < p.rows ? r0 + b : p.rows;
-    total += k.attention_rows(p, r0, r1);
-  }
-  return total;
+  for (double part : parts) total += part;
+  *out = total;
+  return done;
 }
 
-template KdPartial run_kd<float>(const KernelSet<float>&, const KdProblem<float>&);
-template KdPartial run_kd<double>(const KernelSet<double>&, const KdProblem<double>&);
-template void run_feature<float>(const KernelSet<float>&, const FeatureLayer<float>*, size_t,
-                                 size_t, double*);
-template void run_feature<double>(const KernelSet<double>&, const FeatureLayer<double>*, size_t,
-                                  size_t, double*);
-template double run_attention<float>(const KernelSet<float>&, const AttentionProblem<float>&);
-template double run_attention<double>(const KernelSet<double>&, const AttentionProblem<double>&);
+template bool run_kd<float>(const KernelSet<float>&, const KdProblem<float>&, const RunControl&, KdPartial*);
+template bool run_kd<double>(const KernelSet<double>&, const KdProblem<double>&, const RunControl&, KdPartial*);
+template bool run_feature<float>(const KernelSet<float>&, const FeatureLayer<float>*, size_t, size_t,
+                                 const RunControl&, double*);
+template bool run_feature<double>(const KernelSet<double>&, const FeatureLayer<double>*, size_t, size_t,
+                                  const RunControl&, double*);
+template bool run_attention<float>(const KernelSet<float>&, const AttentionProblem<float>&, const RunControl&,
+                                   double*);
+template bool run_attention<double>(const KernelSet<double>&, const AttentionProblem<double>&,
+                                    const RunControl&, double*);
 
 }  // namespace kd
