@@ -33,6 +33,8 @@ export interface DistillationForwardOptions {
   mask?: Uint8Array;
   /** Threads for this call (default 1 for sync calls; see {@link AsyncOptions} for async ones). */
   threads?: number;
+  /** Also return each row's top-1 class for student and teacher (`studentArgmax`, `teacherArgmax`). */
+  argmax?: boolean;
 }
 
 /** Result of {@link DistillationLoss.forward}. */
@@ -45,8 +47,16 @@ export interface DistillationResult {
   hard: number;
   /** With reduction 'none': each row's loss (0 for rows left out). */
   perSample?: Float64Array;
+  /** With reduction 'none': each row's unweighted soft term, KL(p_teacher || p_student) at T. */
+  perSampleSoft?: Float64Array;
+  /** With reduction 'none': each row's unweighted hard term. */
+  perSampleHard?: Float64Array;
   /** With `grad` or `gradOut`: d(loss)/d(student), the student's dtype and shape. */
   grad?: FloatArray;
+  /** With `argmax`: index of each row's largest student logit (first of ties; -1 for rows left out or NaN rows). */
+  studentArgmax?: Int32Array;
+  /** With `argmax`: index of each row's largest teacher logit. */
+  teacherArgmax?: Int32Array;
 }
 
 const NO_IGNORE = Number.MIN_SAFE_INTEGER;
@@ -182,6 +192,7 @@ export class DistillationLoss {
     const perRow = reduction === 'none';
     const rowSoft = perRow ? new Float64Array(rows) : null;
     const rowHard = perRow ? new Float64Array(rows) : null;
+    const argmax = opts.argmax === true ? new Int32Array(2 * rows) : null;
     const job: KdJob = {
       student: s.data,
       teacher: t.data,
@@ -197,6 +208,7 @@ export class DistillationLoss {
       ignoreIndex,
       rowSoft,
       rowHard,
+      argmax,
       grad,
       gradSoftScale: softWeight * scale,
       gradHardScale: fused ? (1 - alpha) * scale : 0,
@@ -217,10 +229,17 @@ export class DistillationLoss {
       }
       const result: DistillationResult = { loss: softWeight * soft + (1 - alpha) * hard, soft, hard };
       if (rowSoft !== null && rowHard !== null) {
-        for (let r = 0; r < rows; r++) rowSoft[r] = softWeight * rowSoft[r] + (1 - alpha) * rowHard[r];
-        result.perSample = rowSoft;
+        const perSample = new Float64Array(rows);
+        for (let r = 0; r < rows; r++) perSample[r] = softWeight * rowSoft[r] + (1 - alpha) * rowHard[r];
+        result.perSample = perSample;
+        result.perSampleSoft = rowSoft;
+        result.perSampleHard = rowHard;
       }
       if (grad !== null) result.grad = grad;
+      if (argmax !== null) {
+        result.studentArgmax = argmax.subarray(0, rows);
+        result.teacherArgmax = argmax.subarray(rows);
+      }
       return result;
     };
     return { job, threads, finish };

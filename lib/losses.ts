@@ -63,6 +63,7 @@ function computeBuiltin(spec: FusedHardLoss, predictions: MatrixInput, targets: 
     ignoreIndex: spec.ignoreIndex,
     rowSoft: null,
     rowHard: null,
+    argmax: null,
     grad: g,
     gradSoftScale: 0,
     gradHardScale: 0,

@@ -160,6 +160,10 @@ forEachBackend('distillation loss', () => {
     expect(none.perSample).to.be.instanceOf(Float64Array).with.length(6);
     expect(Array.from(none.perSample!).reduce((a, b) => a + b, 0) / 6).to.be.closeTo(mean.loss, 1e-14);
     expect(none.loss).to.equal(mean.loss);
+    for (let r = 0; r < 6; r++) {
+      expect(none.perSample![r]).to.be.closeTo(0.5 * 4 * none.perSampleSoft![r] + 0.5 * none.perSampleHard![r], 1e-14);
+    }
+    expect(Array.from(none.perSampleSoft!).reduce((a, b) => a + b, 0) / 6).to.be.closeTo(mean.soft, 1e-14);
   });
 
   it('leaves masked rows and ignoreIndex rows out of both terms and divides by the rows kept', () => {
@@ -183,6 +187,28 @@ forEachBackend('distillation loss', () => {
     const none = kd.forward(s, t, y, { mask: Uint8Array.from([1, 0, 1, 0]), reduction: 'none' });
     expect(none.perSample![1]).to.equal(0);
     expect(none.perSample![3]).to.equal(0);
+  });
+
+  it('returns each row\'s top-1 class of student and teacher with argmax: true (first of ties, -1 for rows left out)', () => {
+    const s = [
+      [0, 3, 3, 1],
+      [5, -1, 2, 2],
+      [1, 1, 1, 1],
+    ];
+    const t = [
+      [9, 0, 0, 0],
+      [0, 0, 0, 7],
+      [2, 4, 4, 0],
+    ];
+    const r = new DistillationLoss(2, 0.5).forward(s, t, [1, 0, 2], { argmax: true, mask: Uint8Array.from([1, 1, 0]) });
+    expect(Array.from(r.studentArgmax!)).to.deep.equal([1, 0, -1]);
+    expect(Array.from(r.teacherArgmax!)).to.deep.equal([0, 3, -1]);
+    const wide = rng.matrix(5, 67);
+    const all = new DistillationLoss(2, 0.5).forward(wide, wide, rng.classes(5, 67), { argmax: true });
+    for (let row = 0; row < 5; row++) {
+      const values = Array.from(wide.data.subarray(row * 67, (row + 1) * 67));
+      expect(all.studentArgmax![row]).to.equal(values.indexOf(Math.max(...values)));
+    }
   });
 
   it('computes float32 inputs to float32 accuracy', () => {

@@ -200,8 +200,8 @@ describe('raw addon', () => {
 
   it('rejects missing and mistyped arguments with ERR_KD_INPUT', () => {
     expect(codeOf(() => addon.kd())).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1, false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(f64(6), new Float32Array(6), 2, 3, null, 0, null, params(), null, null, null, f64(3), 1, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, null, 1, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), new Float32Array(6), 2, 3, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_INPUT');
     expect(codeOf(() => addon.feature())).to.equal('ERR_KD_INPUT');
     expect(codeOf(() => addon.feature(1, 2, [{}], [], f64(1), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_INPUT');
     expect(codeOf(() => addon.attention(f64(1), f64(1), 1, 1, 2, null, null, 'x', 1, false))).to.equal('ERR_KD_INPUT');
@@ -217,33 +217,33 @@ describe('raw addon', () => {
   });
 
   it('rejects lengths that do not match the shape it is told, including overflowing shapes', () => {
-    expect(codeOf(() => addon.kd(f64(5), f64(6), 2, 3, null, 0, null, params(), null, null, null, f64(3), 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2 ** 40, 2 ** 40, null, 0, null, params(), null, null, null, f64(3), 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), -2, -3, null, 0, null, params(), null, null, null, f64(3), 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, f64(6), 1, null, params(), null, null, f64(5), f64(3), 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, new Int32Array(1), 2, null, params(), null, null, null, f64(3), 1, false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(5), f64(6), 2, 3, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), 2 ** 40, 2 ** 40, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), -2, -3, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, f64(6), 1, null, params(), null, null, f64(5), f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, new Int32Array(1), 2, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
     expect(codeOf(() => addon.attention(f64(4), f64(6), 2, 3, 2, null, null, 0, 1, false))).to.equal('ERR_KD_SHAPE');
     expect(codeOf(() => addon.feature(2, 2, [f64(6)], [f64(6)], new Float64Array([4]), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_SHAPE');
   });
 
   it('rejects out-of-range class indices before any kernel reads them', () => {
     const idx = new Int32Array([0, 1 << 30]);
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, idx, 2, null, params(), null, null, null, f64(3), 1, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, idx, 2, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_INPUT');
     const uidx = new Uint32Array([0, 0xffffffff]);
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, uidx, 3, null, params(), null, null, null, f64(3), 1, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, uidx, 3, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_INPUT');
   });
 
   it('rejects configuration it is handed out of domain', () => {
     const bad = params();
     bad[0] = NaN;
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, new Int32Array(2), 2, null, bad, null, null, null, f64(3), 1, false))).to.equal('ERR_KD_CONFIG');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, new Int32Array(2), 2, null, bad, null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_CONFIG');
     expect(codeOf(() => addon.attention(f64(6), f64(6), 2, 3, -1, null, null, 0, 1, false))).to.equal('ERR_KD_CONFIG');
     expect(codeOf(() => addon.feature(1, 3, [f64(1)], [f64(1)], new Float64Array([1]), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_CONFIG');
   });
 
   it('computes when everything is right', () => {
     const out = f64(3);
-    addon.kd(f64(6), f64(6), 2, 3, new Int32Array([0, 2]), 2, null, params(), null, null, null, out, 1, false);
+    addon.kd(f64(6), f64(6), 2, 3, new Int32Array([0, 2]), 2, null, params(), null, null, null, out, null, 1, false);
     expect(out[2]).to.equal(2);
     expect(out[1]).to.be.closeTo(2 * Math.log(3), 1e-12);
   });

@@ -27,9 +27,21 @@ function kdRow(job: KdJob, r: number, es: Float64Array, et: Float64Array, e1: Fl
   const invT = 1 / T;
   let ms = -Infinity;
   let mt = -Infinity;
+  let as = -1;
+  let at = -1;
   for (let j = 0; j < C; j++) {
-    if (s[o + j] > ms) ms = s[o + j];
-    if (t[o + j] > mt) mt = t[o + j];
+    if (s[o + j] > ms || (as < 0 && s[o + j] === ms)) {
+      ms = s[o + j];
+      as = j;
+    }
+    if (t[o + j] > mt || (at < 0 && t[o + j] === mt)) {
+      mt = t[o + j];
+      at = j;
+    }
+  }
+  if (job.argmax !== null) {
+    job.argmax[r] = as;
+    job.argmax[job.rows + r] = at;
   }
   let zs = 0;
   let zt = 0;
@@ -128,6 +140,7 @@ function kd(job: KdJob, out: Float64Array): void {
       if (job.rowSoft) job.rowSoft[r] = 0;
       if (job.rowHard) job.rowHard[r] = 0;
       if (job.grad) job.grad.fill(0, r * C, (r + 1) * C);
+      if (job.argmax) job.argmax[r] = job.argmax[job.rows + r] = -1;
       continue;
     }
     const [rs, rh] = kdRow(job, r, es, et, e1);

@@ -40,6 +40,7 @@ export interface Addon {
     rowHard: unknown,
     grad: unknown,
     out: Float64Array,
+    argmax: Int32Array | null,
     threads: number,
     async: boolean,
   ): RawHandle | undefined;
@@ -126,6 +127,7 @@ export function nativeBackend(addon: Addon): Backend {
         job.rowHard,
         job.grad,
         out,
+        job.argmax,
         threads,
         async,
       ),

@@ -39,6 +39,8 @@ export interface KdJob {
   rowSoft: Float64Array | null;
   /** Per-row hard loss, or null. */
   rowHard: Float64Array | null;
+  /** Row argmax output (2 * rows: student rows, then teacher rows; -1 for rows left out), or null. */
+  argmax: Int32Array | null;
   /** Gradient output (rows * cols), or null: gradSoftScale * dKL/ds + gradHardScale * dHard/ds. */
   grad: FloatArray | null;
   gradSoftScale: number;

@@ -9,9 +9,10 @@
 // cancel() stops it between row blocks (the promise then rejects with "aborted"). Every buffer an
 // async call reads or writes stays referenced until it settles.
 //   kd(student, teacher, rows, cols, targets, targetKind, mask, params, rowSoft, rowHard, grad, out,
-//      threads, async)
+//      argmax, threads, async)
 //     params = Float64Array [temperature, hardKind, epsilon, labelSmoothing, ignoreIndex,
-//                            gradSoftScale, gradHardScale]; out = Float64Array(3) <- [soft, hard, kept]
+//                            gradSoftScale, gradHardScale]; out = Float64Array(3) <- [soft, hard, kept];
+//     argmax = Int32Array(2 * rows) | null <- student row argmax, then teacher row argmax
 //   feature(rows, p, students[], teachers[], cols: Float64Array, rowWeights: Float64Array,
 //           rowOut, grads[] | null, gradScales: Float64Array | null, layerSums: Float64Array,
 //           threads, async)
@@ -354,7 +355,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
   }
 
   Napi::Value Kd(const Napi::CallbackInfo& info) {
-    const bool async = IsAsync(info, 14, "kd");
+    const bool async = IsAsync(info, 15, "kd");
     std::vector<Napi::ObjectReference> pins;
     const Args a(info, async ? &pins : nullptr);
     if (Args(info, nullptr).Floats(info[0], "student").dtype == DType::kF32) {
@@ -430,6 +431,15 @@ class KdAddon : public Napi::Addon<KdAddon> {
     p.row_hard = a.F64(a[9], "rowHard", p.rows, true);
     p.grad = a.TypedOf<T>(a[10], "grad", n, true);
     double* out = a.F64(a[11], "out", 3, false);
+    if (!IsNullish(a[12])) {
+      Napi::TypedArray am = a.Typed(a[12], "argmax");
+      if (am.TypedArrayType() != napi_int32_array) Fail(env, kInput, "argmax: expected an Int32Array");
+      if (am.ElementLength() != 2 * p.rows) {
+        Fail(env, kShape, "argmax: expected length " + std::to_string(2 * p.rows) + ", got " +
+                              std::to_string(am.ElementLength()));
+      }
+      p.argmax = am.As<Napi::Int32Array>().Data();
+    }
 
     const kd::KernelSet<T>& set = SetOf<T>(*table_);
     Work work = [&set, p, out](const kd::RunControl& rc, double*) {
@@ -440,7 +450,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
       out[2] = r.kept;
       return true;
     };
-    return Dispatch(info, 12, pins, std::move(work), false);
+    return Dispatch(info, 13, pins, std::move(work), false);
   }
 
   template <typename T>

@@ -25,6 +25,38 @@ inline void sweep(size_t cols, F&& f) {
   if (j < cols) f(j, cols - j);
 }
 
+// Like sweep, and calls fold() after every O::kBlock chunks and after the last chunk: row sums are kept
+// as V partials (float lanes for float) over a block and widened into the O::Acc accumulators by
+// fold(), once per block. The scalar ops have kBlock == 1 (fold after every element), which is exactly
+// the plain double accumulation.
+template <class O, class F, class G>
+inline void sweep_fold(size_t cols, F&& f, G&& fold) {
+  constexpr size_t kStep = O::N * O::kBlock;
+  size_t j = 0;
+  for (; j + kStep <= cols; j += kStep) {
+    for (size_t b = 0; b < kStep; b += O::N) f(j + b, O::N);
+    fold();
+  }
+  if (j < cols) {
+    for (; j + O::N <= cols; j += O::N) f(j, O::N);
+    if (j < cols) f(j, cols - j);
+    fold();
+  }
+}
+
+// A row sum: a V partial and its accumulator.
+template <class O>
+struct RowSum {
+  typename O::V part = O::set1(0);
+  typename O::Acc acc = O::acc_zero();
+  void add(typename O::V v) { part = O::add(part, v); }
+  void fold() {
+    acc = O::acc_add(acc, part);
+    part = O::set1(0);
+  }
+  double sum() const { return O::acc_sum(acc); }
+};
+
 template <class O>
 inline typename O::V loadf(const typename O::Scalar* p, size_t n, typename O::Scalar fill) {
   return n == O::N ? O::load(p) : O::load_n(p, n, fill);
@@ -66,42 +98,75 @@ inline void zero_row(typename O::Scalar* g, size_t cols) {
   sweep<O>(cols, [&](size_t j, size_t n) { storef<O>(g + j, n, z); });
 }
 
-inline double clampd(double x, double lo, double hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
+// Index of the first element equal to v (the row maximum), or -1 (NaN rows).
+template <typename T>
+inline int32_t first_index_of(const T* x, size_t n, T v) {
+  for (size_t j = 0; j < n; ++j) {
+    if (x[j] == v) return static_cast<int32_t>(j);
+  }
+  return -1;
 }
 
-// One distillation row kernel per (hard loss, target form, gradient) combination, so the inner loops
-// carry no per-element branches.
-template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad>
+// The clamp of the probability cross-entropy, [eps, 1 - eps] (1 - eps rounded to double), as T bounds rounded
+// inwards (so "inside" is decided exactly for T inputs) plus the logs of the exact bounds (what a
+// clamped element contributes).
+template <typename T>
+struct ProbClamp {
+  T lo, hi, log_lo, log_hi;
+  explicit ProbClamp(double eps) {
+    const double top = 1.0 - eps;
+    lo = static_cast<T>(eps);
+    if (static_cast<double>(lo) < eps) lo = static_cast<T>(sizeof(T) == 4 ? ::nextafterf(lo, 1.0f) : ::nextafter(lo, 1.0));
+    hi = static_cast<T>(top);
+    if (static_cast<double>(hi) > top) hi = static_cast<T>(sizeof(T) == 4 ? ::nextafterf(hi, 0.0f) : ::nextafter(hi, 0.0));
+    log_lo = static_cast<T>(::log(eps));
+    log_hi = static_cast<T>(::log(top));  // the bound as PyTorch and the js backend compute it
+  }
+};
+
+// One distillation row kernel per (hard loss, target form, gradient, unit temperature) combination, so
+// the inner loops carry no per-element branches. Class-index targets are expanded on the fly: the chunk holding the
+// class gets a one-hot lane vector, every other chunk a zero vector, so both target forms share the
+// same arithmetic (no cancellation-prone closed forms).
+template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad, bool kUnitTemp>
 KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t r1,
                        typename O::Scalar* scratch) {
   using T = typename O::Scalar;
   using V = typename O::V;
-  using Acc = typename O::Acc;
+  constexpr bool kTargets = kHard != HardKind::kNone;
   const size_t C = P.cols;
   const T inf = static_cast<T>(INFINITY);
+  const V zero = O::set1(0);
   const V inv_t = O::set1(static_cast<T>(1.0 / P.temperature));
-  const bool unit_temp = P.temperature == 1.0;
-  const double ls = P.label_smoothing;
+  const double ls = kHard == HardKind::kMse ? 0.0 : P.label_smoothing;
   const double ls_c = ls / static_cast<double>(C);
-  const V eps_lo = O::set1(static_cast<T>(P.epsilon));
-  const V eps_hi = O::set1(static_cast<T>(1.0 - P.epsilon));
-  // Logs of the clamped predictions are needed element-wise only for matrix targets or smoothing.
-  const bool probs_need_logs = kMatrixTargets || ls > 0.0;
+  const ProbClamp<T> clamp(P.epsilon);
+  const V c_lo = O::set1(clamp.lo), c_hi = O::set1(clamp.hi);
+  const V c_log_lo = O::set1(clamp.log_lo), c_log_hi = O::set1(clamp.log_hi);
+  // A one-hot lane vector for class-index targets: lane k of load(hot + N - k) is 1.
+  T hot[2 * O::N] = {};
+  hot[O::N] = 1;
 
   KdPartial out;
   for (size_t r = r0; r < r1; ++r) {
     const T* s = P.student + r * C;
     const T* t = P.teacher + r * C;
-    const T* y = kMatrixTargets ? P.target_matrix + r * C : nullptr;
     T* g = kGrad ? P.grad + r * C : nullptr;
     if (!row_kept(P, r)) {
       if (P.row_soft) P.row_soft[r] = 0.0;
       if (P.row_hard) P.row_hard[r] = 0.0;
+      if (P.argmax) P.argmax[r] = P.argmax[P.rows + r] = -1;
       if (kGrad) zero_row<O>(g, C);
       continue;
     }
-    const int64_t cls = kMatrixTargets || kHard == HardKind::kNone ? -1 : class_of(P, r);
+    const T* ym = kMatrixTargets ? P.target_matrix + r * C : nullptr;
+    const size_t cls = !kMatrixTargets && kTargets ? static_cast<size_t>(class_of(P, r)) : 0;
+    // Targets of chunk [j, j + n).
+    auto yvec = [&](size_t j, size_t n) -> V {
+      if (kMatrixTargets) return loadf<O>(ym + j, n, 0);
+      if (cls < j || cls >= j + n) return zero;
+      return loadf<O>(hot + O::N - (cls - j), n, 0);
+    };
 
     // Sweep 1: row maxima.
     V vms = O::set1(-inf), vmt = O::set1(-inf);
@@ -110,86 +175,78 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       vmt = O::max(vmt, loadf<O>(t + j, n, -inf));
     });
     const T ms = O::reduce_max(vms), mt = O::reduce_max(vmt);
+    if (P.argmax) {
+      P.argmax[r] = first_index_of(s, C, ms);
+      P.argmax[P.rows + r] = first_index_of(t, C, mt);
+    }
     const V vms1 = O::set1(ms), vmt1 = O::set1(mt);
 
     // Sweep 2: exps and sums. Tail lanes are loaded as 0 and their contributions zeroed.
-    Acc zs = O::acc_zero(), zt = O::acc_zero(), w = O::acc_zero();
-    Acc z1 = O::acc_zero(), ydot = O::acc_zero(), ysum = O::acc_zero(), dsum = O::acc_zero();
+    RowSum<O> zs, zt, w, z1, ydot, ysum, dsum;
     T* es_out = g;
     T* et_out = scratch;
     T* e1_out = scratch + C;
-    sweep<O>(C, [&](size_t j, size_t n) {
+    const auto fold = [&] {
+      zs.fold();
+      zt.fold();
+      w.fold();
+      if (kHard == HardKind::kCrossEntropyLogits) {
+        z1.fold();
+        ysum.fold();
+      }
+      if (kTargets) ydot.fold();
+      if (kHard == HardKind::kCrossEntropyLogits || kHard == HardKind::kCrossEntropyProbs) dsum.fold();
+    };
+    sweep_fold<O>(C, [&](size_t j, size_t n) {
       const V xs = loadf<O>(s + j, n, 0), xt = loadf<O>(t + j, n, 0);
       const V ds = O::sub(xs, vms1);
       const V b = O::mul(ds, inv_t);
       const V a = O::mul(O::sub(xt, vmt1), inv_t);
       const V es = keepf<O>(O::exp(b), n);
       const V et = keepf<O>(O::exp(a), n);
-      zs = O::acc_add(zs, es);
-      zt = O::acc_add(zt, et);
+      zs.add(es);
+      zt.add(et);
       // Teacher probabilities of exactly 0 contribute exactly 0 (also when a - b is infinite).
-      w = O::acc_add(w, O::pos_or_zero(et, O::mul(et, O::sub(a, b))));
+      w.add(O::pos_or_zero(et, O::mul(et, O::sub(a, b))));
       if (kGrad) {
         storef<O>(es_out + j, n, es);
         storef<O>(et_out + j, n, et);
       }
       if (kHard == HardKind::kCrossEntropyLogits) {
-        const V e1 = unit_temp ? es : keepf<O>(O::exp(ds), n);
-        z1 = O::acc_add(z1, e1);
-        dsum = O::acc_add(dsum, keepf<O>(ds, n));
-        if (kMatrixTargets) {
-          const V yv = loadf<O>(y + j, n, 0);
-          ysum = O::acc_add(ysum, yv);
-          ydot = O::acc_add(ydot, O::mul(yv, ds));
-        }
-        if (kGrad && !unit_temp) storef<O>(e1_out + j, n, e1);
+        const V e1 = kUnitTemp ? es : keepf<O>(O::exp(ds), n);
+        const V yv = yvec(j, n);
+        z1.add(e1);
+        dsum.add(keepf<O>(ds, n));
+        ysum.add(yv);
+        ydot.add(O::mul(yv, ds));
+        if (kGrad && !kUnitTemp) storef<O>(e1_out + j, n, e1);
       } else if (kHard == HardKind::kCrossEntropyProbs) {
-        if (probs_need_logs) {
-          const V lp = keepf<O>(O::log(O::min(O::max(xs, eps_lo), eps_hi)), n);
-          dsum = O::acc_add(dsum, lp);
-          if (kMatrixTargets) {
-            const V yv = loadf<O>(y + j, n, 0);
-            ydot = O::acc_add(ydot, O::mul(yv, lp));
-          }
-        }
+        // ln(clamp(s)): the log inside the clamp range, the exact bound's log outside it.
+        const V inside = O::in_range_or_zero(xs, c_lo, c_hi, O::log(O::min(O::max(xs, c_lo), c_hi)));
+        const V lp = keepf<O>(O::add(inside, O::add(O::pos_or_zero(O::sub(c_lo, xs), c_log_lo),
+                                                    O::pos_or_zero(O::sub(xs, c_hi), c_log_hi))),
+                              n);
+        dsum.add(lp);
+        ydot.add(O::mul(yvec(j, n), lp));
       } else if (kHard == HardKind::kMse) {
-        const V d = kMatrixTargets ? O::sub(xs, loadf<O>(y + j, n, 0)) : xs;
-        ydot = O::acc_add(ydot, O::mul(d, d));
+        const V d = O::sub(xs, yvec(j, n));
+        ydot.add(O::mul(d, d));
       }
-    });
+    }, fold);
 
-    const double Zs = O::acc_sum(zs), Zt = O::acc_sum(zt);
-    const double soft = O::acc_sum(w) / Zt + ::log(Zs / Zt);
+    const double Zs = zs.sum(), Zt = zt.sum();
+    const double soft = w.sum() / Zt + ::log(Zs / Zt);
 
     double hard = 0.0;
     double ysum_s = 0.0, Z1 = 1.0;  // smoothed target mass and CE normaliser, for the gradient
     if (kHard == HardKind::kCrossEntropyLogits) {
-      Z1 = O::acc_sum(z1);
-      const double lz1 = ::log(Z1);
-      const double ds_sum = O::acc_sum(dsum);
-      if (kMatrixTargets) {
-        ysum_s = (1.0 - ls) * O::acc_sum(ysum) + ls;
-        hard = ysum_s * lz1 - ((1.0 - ls) * O::acc_sum(ydot) + ls_c * ds_sum);
-      } else {
-        ysum_s = 1.0;
-        const double dc = static_cast<double>(s[cls]) - static_cast<double>(ms);
-        hard = lz1 - ((1.0 - ls) * dc + ls_c * ds_sum);
-      }
+      Z1 = z1.sum();
+      ysum_s = (1.0 - ls) * ysum.sum() + ls;
+      hard = ysum_s * ::log(Z1) - ((1.0 - ls) * ydot.sum() + ls_c * dsum.sum());
     } else if (kHard == HardKind::kCrossEntropyProbs) {
-      const double log_sum = probs_need_logs ? O::acc_sum(dsum) : 0.0;
-      if (kMatrixTargets) {
-        hard = -((1.0 - ls) * O::acc_sum(ydot) + ls_c * log_sum);
-      } else {
-        const double pc = clampd(static_cast<double>(s[cls]), P.epsilon, 1.0 - P.epsilon);
-        hard = -((1.0 - ls) * ::log(pc) + ls_c * log_sum);
-      }
+      hard = -((1.0 - ls) * ydot.sum() + ls_c * dsum.sum());
     } else if (kHard == HardKind::kMse) {
-      double sq = O::acc_sum(ydot);
-      if (!kMatrixTargets) {
-        const double sc = static_cast<double>(s[cls]);
-        sq += 1.0 - 2.0 * sc;  // (s_c - 1)^2 - s_c^2
-      }
-      hard = sq / static_cast<double>(C);
+      hard = ydot.sum() / static_cast<double>(C);
     }
 
     if (P.row_soft) P.row_soft[r] = soft;
@@ -214,49 +271,38 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       sweep<O>(C, [&](size_t j, size_t n) {
         V gv = O::fma(cs, loadf<O>(es_out + j, n, 0), O::mul(ct, loadf<O>(et_out + j, n, 0)));
         if (kHard == HardKind::kCrossEntropyLogits) {
-          const V e1 = unit_temp ? loadf<O>(es_out + j, n, 0) : loadf<O>(e1_out + j, n, 0);
-          gv = O::fma(c1, e1, gv);
-          gv = O::add(gv, cu);
-          if (kMatrixTargets) gv = O::fma(cy, loadf<O>(y + j, n, 0), gv);
+          const V e1 = kUnitTemp ? loadf<O>(es_out + j, n, 0) : loadf<O>(e1_out + j, n, 0);
+          gv = O::fma(cy, yvec(j, n), O::add(O::fma(c1, e1, gv), cu));
         } else if (kHard == HardKind::kCrossEntropyProbs) {
           const V xs = loadf<O>(s + j, n, static_cast<T>(0.5));
           // d/ds of -y' ln(clamp(s)) = -y'/s inside the clamp range, 0 outside.
-          V yv = yu;
-          if (kMatrixTargets) yv = O::fma(one_m_ls, loadf<O>(y + j, n, 0), yu);
-          gv = O::add(gv, O::in_range_or_zero(xs, eps_lo, eps_hi, O::mul(gh_v, O::div(yv, xs))));
+          const V yv = O::fma(one_m_ls, yvec(j, n), yu);
+          gv = O::add(gv, O::in_range_or_zero(xs, c_lo, c_hi, O::mul(gh_v, O::div(yv, xs))));
         } else if (kHard == HardKind::kMse) {
-          V d = loadf<O>(s + j, n, 0);
-          if (kMatrixTargets) d = O::sub(d, loadf<O>(y + j, n, 0));
-          gv = O::fma(c_mse, d, gv);
+          gv = O::fma(c_mse, O::sub(loadf<O>(s + j, n, 0), yvec(j, n)), gv);
         }
         storef<O>(g + j, n, gv);
       });
-      if (!kMatrixTargets && kHard != HardKind::kNone) {
-        // The class-index target's one-hot part, added at its single element.
-        double fix = 0.0;
-        if (kHard == HardKind::kCrossEntropyLogits) {
-          fix = -gh * (1.0 - ls);
-        } else if (kHard == HardKind::kCrossEntropyProbs) {
-          const double sc = static_cast<double>(s[cls]);
-          if (sc >= static_cast<double>(static_cast<T>(P.epsilon)) &&
-              sc <= static_cast<double>(static_cast<T>(1.0 - P.epsilon))) {
-            fix = -gh * (1.0 - ls) / sc;
-          }
-        } else if (kHard == HardKind::kMse) {
-          fix = -2.0 * gh / static_cast<double>(C);
-        }
-        g[cls] = static_cast<T>(static_cast<double>(g[cls]) + fix);
-      }
     }
   }
   return out;
 }
 
+template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad>
+KdPartial kd_rows_temp(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
+                       typename O::Scalar* scratch) {
+  // Only the logits cross-entropy has a unit-temperature shortcut (its exps are the soft term's).
+  if (kHard == HardKind::kCrossEntropyLogits && p.temperature == 1.0) {
+    return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, true>(p, r0, r1, scratch);
+  }
+  return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, false>(p, r0, r1, scratch);
+}
+
 template <class O, HardKind kHard, bool kMatrixTargets>
 KdPartial kd_rows_grad(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
                        typename O::Scalar* scratch) {
-  return p.grad != nullptr ? kd_rows_impl<O, kHard, kMatrixTargets, true>(p, r0, r1, scratch)
-                           : kd_rows_impl<O, kHard, kMatrixTargets, false>(p, r0, r1, scratch);
+  return p.grad != nullptr ? kd_rows_temp<O, kHard, kMatrixTargets, true>(p, r0, r1, scratch)
+                           : kd_rows_temp<O, kHard, kMatrixTargets, false>(p, r0, r1, scratch);
 }
 
 template <class O, HardKind kHard>
@@ -292,13 +338,13 @@ double feature_rows_impl(const FeatureLayer<typename O::Scalar>& L, size_t r0, s
   for (size_t r = r0; r < r1; ++r) {
     const T* s = L.student + r * C;
     const T* t = L.teacher + r * C;
-    auto acc = O::acc_zero();
-    sweep<O>(C, [&](size_t j, size_t n) {
+    RowSum<O> acc;
+    sweep_fold<O>(C, [&](size_t j, size_t n) {
       const V d = O::sub(loadf<O>(s + j, n, 0), loadf<O>(t + j, n, 0));
-      acc = O::acc_add(acc, kP == 2 ? O::mul(d, d) : O::abs(d));
+      acc.add(kP == 2 ? O::mul(d, d) : O::abs(d));
       if (kGrad) storef<O>(L.grad + r * C + j, n, O::mul(scale, kP == 2 ? d : O::sign(d)));
-    });
-    const double row = O::acc_sum(acc);
+    }, [&] { acc.fold(); });
+    const double row = acc.sum();
     if (L.row_out) L.row_out[r] += L.row_weight * row;
     total += row;
   }
@@ -334,25 +380,31 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
     const T* s = P.student + r * C;
     const T* t = P.teacher + r * C;
     // Sweep 1: row sums of |x|^beta (tail lanes load 0, and 0^beta = 0).
-    auto ss = O::acc_zero(), st = O::acc_zero();
-    sweep<O>(C, [&](size_t j, size_t n) {
-      ss = O::acc_add(ss, abs_pow<O>(loadf<O>(s + j, n, 0), mode, beta));
-      st = O::acc_add(st, abs_pow<O>(loadf<O>(t + j, n, 0), mode, beta));
+    RowSum<O> ss, st;
+    sweep_fold<O>(C, [&](size_t j, size_t n) {
+      ss.add(abs_pow<O>(loadf<O>(s + j, n, 0), mode, beta));
+      st.add(abs_pow<O>(loadf<O>(t + j, n, 0), mode, beta));
+    }, [&] {
+      ss.fold();
+      st.fold();
     });
-    const double Ss = O::acc_sum(ss), St = O::acc_sum(st);
+    const double Ss = ss.sum(), St = st.sum();
     const bool norm_s = Ss > 1e-8;
     const double ns = norm_s ? 1.0 / Ss : 1.0, nt = St > 1e-8 ? 1.0 / St : 1.0;
     const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
     // Sweep 2: squared differences of the normalised maps; sum of g_i * a_i for the gradient.
-    auto sq = O::acc_zero(), ga = O::acc_zero();
-    sweep<O>(C, [&](size_t j, size_t n) {
+    RowSum<O> sq, ga;
+    sweep_fold<O>(C, [&](size_t j, size_t n) {
       const V as = O::mul(abs_pow<O>(loadf<O>(s + j, n, 0), mode, beta), vns);
       const V at = O::mul(abs_pow<O>(loadf<O>(t + j, n, 0), mode, beta), vnt);
       const V d = O::sub(as, at);
-      sq = O::acc_add(sq, O::mul(d, d));
-      if (kGrad) ga = O::acc_add(ga, O::mul(d, as));
+      sq.add(O::mul(d, d));
+      if (kGrad) ga.add(O::mul(d, as));
+    }, [&] {
+      sq.fold();
+      if (kGrad) ga.fold();
     });
-    const double row = O::acc_sum(sq);
+    const double row = sq.sum();
     if (P.row_out) P.row_out[r] = row / static_cast<double>(C);
     total += row;
     if (kGrad) {
@@ -360,7 +412,7 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
       // when the row is normalised, else beta |x_k|^(beta-1) sign(x_k) * g_k. At x = 0 the gradient
       // is 0 for every beta (the subgradient, also where |x|^(beta-1) is unbounded).
       const V two = O::set1(static_cast<T>(2.0));
-      const V sub_ga = O::set1(static_cast<T>(norm_s ? 2.0 * O::acc_sum(ga) : 0.0));
+      const V sub_ga = O::set1(static_cast<T>(norm_s ? 2.0 * ga.sum() : 0.0));
       const V outer = O::set1(static_cast<T>(P.grad_scale * P.beta * ns));
       T* g = P.grad + r * C;
       sweep<O>(C, [&](size_t j, size_t n) {
@@ -393,9 +445,9 @@ void vlog(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
 
 template <class O>
 double vsum(const typename O::Scalar* in, size_t n) {
-  auto acc = O::acc_zero();
-  sweep<O>(n, [&](size_t j, size_t k) { acc = O::acc_add(acc, loadf<O>(in + j, k, 0)); });
-  return O::acc_sum(acc);
+  RowSum<O> acc;
+  sweep_fold<O>(n, [&](size_t j, size_t k) { acc.add(loadf<O>(in + j, k, 0)); }, [&] { acc.fold(); });
+  return acc.sum();
 }
 
 template <typename T>

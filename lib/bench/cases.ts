@@ -1,0 +1,143 @@
+/**
+ * The benchmark cases and their preallocated inputs.
+ * @module
+ */
+import type { DType, FloatArray } from '../matrix';
+import type { CaseSpec } from './types';
+
+/** Distillation settings of every KD case: T = 4, alpha = 0.7, CrossEntropyLoss (from logits). */
+export const KD_T = 4;
+export const KD_ALPHA = 0.7;
+/** Feature loss: 3 layers of 256 x 4096, p = 2. */
+export const FEATURE_LAYERS = 3;
+export const FEATURE_P = 2;
+/** Attention transfer: 256 x 4096, beta = 2. */
+export const ATTENTION_BETA = 2;
+
+const DTYPES: readonly DType[] = ['float32', 'float64'];
+const KD_SHAPES: readonly [number, number][] = [
+  [2, 3],
+  [64, 10],
+  [4096, 1000],
+  [32768, 128],
+];
+const MAP_ROWS = 256;
+const MAP_COLS = 4096;
+
+const esize = (d: DType): number => (d === 'float32' ? 4 : 8);
+
+function kdSpec(dtype: DType, rows: number, cols: number, targets: 'onehot' | 'index', grad: boolean): CaseSpec {
+  const label = `kd${grad ? '+grad' : ''} ${rows}x${cols} ${targets}`;
+  const n = rows * cols;
+  const e = esize(dtype);
+  // student + teacher (+ one-hot rows, or 4 bytes of class index per row) (+ the gradient written)
+  const bytes = 2 * n * e + (targets === 'onehot' ? n * e : rows * 4) + (grad ? n * e : 0);
+  return {
+    id: `${label} ${dtype}`,
+    label,
+    kind: 'kd',
+    dtype,
+    rows,
+    cols,
+    layers: 1,
+    targets,
+    grad,
+    forwardId: grad ? `kd ${rows}x${cols} ${targets} ${dtype}` : null,
+    elements: n,
+    bytes,
+    // exp((s - max s)/T), exp((t - max t)/T) and exp(s - max s) for the cross-entropy at T = 1.
+    expsPerElement: 3,
+  };
+}
+
+function mapSpec(kind: 'feature' | 'attention', dtype: DType, grad: boolean): CaseSpec {
+  const layers = kind === 'feature' ? FEATURE_LAYERS : 1;
+  const base = kind === 'feature' ? `feature ${layers}x${MAP_ROWS}x${MAP_COLS} p${FEATURE_P}` : `attention ${MAP_ROWS}x${MAP_COLS} b${ATTENTION_BETA}`;
+  const label = grad ? base.replace(kind, `${kind}+grad`) : base;
+  const n = layers * MAP_ROWS * MAP_COLS;
+  const e = esize(dtype);
+  return {
+    id: `${label} ${dtype}`,
+    label,
+    kind,
+    dtype,
+    rows: MAP_ROWS,
+    cols: MAP_COLS,
+    layers,
+    targets: null,
+    grad,
+    forwardId: grad ? `${base} ${dtype}` : null,
+    elements: n,
+    bytes: 2 * n * e + (grad ? n * e : 0),
+    // p = 2 and beta = 2 are squares: no exps, so the memory roofline alone.
+    expsPerElement: 0,
+  };
+}
+
+/** Every case, in table order. */
+export function allCases(): CaseSpec[] {
+  const cases: CaseSpec[] = [];
+  for (const [rows, cols] of KD_SHAPES) {
+    for (const targets of ['onehot', 'index'] as const) {
+      for (const dtype of DTYPES) cases.push(kdSpec(dtype, rows, cols, targets, false));
+    }
+  }
+  for (const dtype of DTYPES) cases.push(kdSpec(dtype, 4096, 1000, 'onehot', true));
+  for (const kind of ['feature', 'attention'] as const) {
+    for (const grad of [false, true]) {
+      for (const dtype of DTYPES) cases.push(mapSpec(kind, dtype, grad));
+    }
+  }
+  return cases;
+}
+
+/** Cases whose id contains one of the filters (all cases without filters). */
+export function selectCases(filter: string[] | undefined): CaseSpec[] {
+  const all = allCases();
+  if (!filter || filter.length === 0) return all;
+  return all.filter((c) => filter.some((f) => c.id.includes(f)));
+}
+
+/** A seeded xorshift32 generator: benchmark inputs are the same in every process. */
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 1;
+  }
+  uniform(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.s = x >>> 0;
+    return this.s / 4294967296;
+  }
+  /** Normal(0, sigma) by Box-Muller. */
+  normal(sigma: number): number {
+    const u = this.uniform() || 1e-12;
+    return sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
+  }
+}
+
+/** Fills a new array of a dtype with normal(0, sigma) values. */
+export function randomArray(dtype: DType, n: number, sigma: number, seed: number): FloatArray {
+  const rng = new Rng(seed);
+  const a = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal(sigma);
+  return a;
+}
+
+/** One class index per row. */
+export function randomClasses(rows: number, cols: number, seed: number): Int32Array {
+  const rng = new Rng(seed);
+  const idx = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) idx[r] = Math.floor(rng.uniform() * cols);
+  return idx;
+}
+
+/** One-hot rows of the class indices. */
+export function oneHot(dtype: DType, idx: Int32Array, cols: number): FloatArray {
+  const a = dtype === 'float32' ? new Float32Array(idx.length * cols) : new Float64Array(idx.length * cols);
+  for (let r = 0; r < idx.length; r++) a[r * cols + idx[r]] = 1;
+  return a;
+}

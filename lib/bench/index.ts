@@ -1,0 +1,291 @@
+/**
+ * The benchmark suite (`npm run bench`, later `kdloss bench`): one child process per kernel variant
+ * (and one for the js backend) measures every case; the parent merges, adds rooflines and ratios,
+ * and evaluates the performance targets. A benchmark, never a test.
+ * @module
+ */
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { DType } from '../matrix';
+import { selectCases } from './cases';
+import type {
+  BenchOptions,
+  BenchResults,
+  CaseResult,
+  Check,
+  ChildOptions,
+  MachineInfo,
+  Timing,
+  TimingPolicy,
+  VariantCaseResult,
+  VariantReport,
+} from './types';
+
+export type * from './types';
+export { allCases } from './cases';
+export { formatResults } from './format';
+
+/** Default time boxes: native cases >= 0.3 s and >= 15 samples after warm-up. */
+export const POLICIES: { native: TimingPolicy; js: TimingPolicy; probe: TimingPolicy } = {
+  native: { warmupMs: 50, minTimeMs: 300, minSamples: 15, maxTimeMs: 3000, floorSamples: 5, sampleUs: 200 },
+  // The js backend is 10-100x slower on large cases: it may stop after 1 s with 3 samples.
+  js: { warmupMs: 100, minTimeMs: 300, minSamples: 15, maxTimeMs: 1000, floorSamples: 3, sampleUs: 200 },
+  probe: { warmupMs: 20, minTimeMs: 100, minSamples: 10, maxTimeMs: 1000, floorSamples: 5, sampleUs: 200 },
+};
+
+function quickPolicy(p: TimingPolicy): TimingPolicy {
+  return { ...p, warmupMs: p.warmupMs / 2, minTimeMs: p.minTimeMs / 5, minSamples: 5, maxTimeMs: p.maxTimeMs / 4, floorSamples: 2 };
+}
+
+interface Caps {
+  avx2: boolean;
+  avx512: boolean;
+  neon: boolean;
+  compiled: string[];
+}
+
+/** Environment of a child: the variant chosen only by what the bench sets. */
+function childEnv(variant: string | null): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.KDLOSS_ISA;
+  delete env.KDLOSS_BACKEND;
+  if (variant === 'js') env.KDLOSS_BACKEND = 'js';
+  else if (variant !== null) env.KDLOSS_ISA = variant;
+  return env;
+}
+
+/**
+ * The library's capabilities as a fresh process with the default variant sees them (so a KDLOSS_ISA
+ * or KDLOSS_BACKEND in this process's environment does not matter).
+ */
+function loadCaps(): { caps: Caps | null; error: string | null } {
+  const script =
+    `const kd = require(${JSON.stringify(path.join(__dirname, '..', 'index.js'))});` +
+    'const e = kd.nativeLoadError();' +
+    'process.stdout.write(JSON.stringify({ caps: kd.capabilities(), error: e ? e.message : null }));';
+  const r = spawnSync(process.execPath, ['-e', script], { env: childEnv(null), encoding: 'utf8' });
+  if (r.status !== 0) return { caps: null, error: (r.stderr || r.error?.message || 'probe failed').trim().split('\n')[0] };
+  try {
+    return JSON.parse(r.stdout) as { caps: Caps | null; error: string | null };
+  } catch (err) {
+    return { caps: null, error: (err as Error).message };
+  }
+}
+
+function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    // not Linux
+  }
+  return os.cpus()[0]?.model ?? 'unknown';
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Machine and build information recorded with the results. */
+export function machineInfo(caps: Caps | null): MachineInfo {
+  return {
+    cpu: cpuModel(),
+    cores: os.cpus().length,
+    memoryGB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    platform: os.platform(),
+    arch: os.arch(),
+    kdloss: packageVersion(),
+    capabilities: caps,
+  };
+}
+
+/** Compiled variants this CPU can run, best first. */
+export function runnableVariants(caps: Caps | null): string[] {
+  if (caps === null) return [];
+  return caps.compiled.filter((v) => v === 'scalar' || (caps as unknown as Record<string, unknown>)[v] === true);
+}
+
+function runChild(opts: ChildOptions, log: (s: string) => void): Promise<VariantReport> {
+  const env = childEnv(opts.variant);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'child.js'), JSON.stringify(opts)], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (opts.verbose) for (const line of d.split('\n')) if (line.trim() !== '') log(line);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) {
+        try {
+          resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as VariantReport);
+        } catch (e) {
+          reject(new Error(`unreadable output: ${(e as Error).message}`));
+        }
+      } else {
+        const lines = err.split('\n').filter((l) => l.trim() !== '' && !/^\s+at /.test(l) && !/^Node\.js v/.test(l));
+        const tail = (lines.find((l) => /Error\b/.test(l)) ?? lines.slice(-3).join(' | ')).trim();
+        reject(new Error(`exited with ${signal ?? `code ${code}`}${tail ? `: ${tail}` : ''}`));
+      }
+    });
+  });
+}
+
+function evaluateChecks(cases: CaseResult[], api: Record<string, Timing>, variants: string[]): Check[] {
+  const get = (id: string, v: string): VariantCaseResult | undefined => cases.find((c) => c.id === id)?.results[v];
+  const checks: Check[] = [];
+  for (const v of variants) {
+    const add = (name: string, value: number | null | undefined, target: string, ok: (x: number) => boolean): void => {
+      const val = value ?? null;
+      checks.push({ name, variant: v, value: val, target, met: val === null ? null : ok(val) });
+    };
+    const kd32 = get('kd 4096x1000 onehot float32', v);
+    add('KD float32 4096x1000 one-hot throughput (elem/s)', kd32?.elementsPerSec, '>= 1.5e9', (x) => x >= 1.5e9);
+    add('KD float32 4096x1000 one-hot roofline fraction', kd32?.machineRooflineFraction, '>= 0.75', (x) => x >= 0.75);
+    add('KD float32 4096x1000 one-hot x js', kd32?.vsJs, '>= 50', (x) => x >= 50);
+    add('KD float64 4096x1000 one-hot throughput (elem/s)', get('kd 4096x1000 onehot float64', v)?.elementsPerSec, '>= 0.6e9', (x) => x >= 0.6e9);
+    add('feature float32 memory roofline fraction', get('feature 3x256x4096 p2 float32', v)?.machineRooflineFraction, '>= 0.80', (x) => x >= 0.8);
+    add('attention float32 memory roofline fraction', get('attention 256x4096 b2 float32', v)?.machineRooflineFraction, '>= 0.80', (x) => x >= 0.8);
+    add('API 64x10 float32 computeDistillation (ns)', api[v]?.medianNs, '<= 2000', (x) => x <= 2000);
+  }
+  return checks;
+}
+
+/** Default output directory: bench/results/ of the package. */
+export function defaultResultsDir(): string {
+  return path.join(__dirname, '..', '..', 'bench', 'results');
+}
+
+/** Writes latest.json and a timestamped copy; returns their paths. */
+export function writeResults(results: BenchResults, dir = defaultResultsDir()): string[] {
+  fs.mkdirSync(dir, { recursive: true });
+  const text = `${JSON.stringify(results, null, 2)}\n`;
+  const stamped = path.join(dir, `${results.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
+  const latest = path.join(dir, 'latest.json');
+  for (const file of [stamped, latest]) {
+    const tmp = `${file}.tmp`;
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, file);
+  }
+  return [latest, stamped];
+}
+
+/**
+ * Measures every case on every runnable native variant and on the js backend, one child process each,
+ * and returns the merged results (not written anywhere; see {@link writeResults}).
+ */
+export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchResults> {
+  const start = Date.now();
+  const log = options.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const policies = options.quick
+    ? { native: quickPolicy(POLICIES.native), js: quickPolicy(POLICIES.js), probe: quickPolicy(POLICIES.probe) }
+    : POLICIES;
+  const { caps, error: capsError } = loadCaps();
+  const runnable = runnableVariants(caps);
+  const nativeVariants = options.variants ? options.variants.filter((v) => runnable.includes(v)) : runnable;
+  for (const v of options.variants ?? []) if (!runnable.includes(v)) log(`[bench] skipping ${v}: not compiled or not supported by this CPU`);
+  if (caps === null) log(`[bench] native addon unavailable (${capsError ?? 'unknown'}): js backend only`);
+  const variants = [...nativeVariants, ...(options.js === false ? [] : ['js'])];
+  const specs = selectCases(options.filter);
+  if (specs.length === 0) throw new Error(`no case matches ${JSON.stringify(options.filter)}`);
+
+  const reports: Record<string, VariantReport> = {};
+  const errors: Record<string, string> = {};
+  for (const [i, variant] of variants.entries()) {
+    const t0 = Date.now();
+    log(`[bench] ${i + 1}/${variants.length} ${variant}: ${specs.length} cases ...`);
+    try {
+      reports[variant] = await runChild(
+        {
+          variant,
+          caseIds: options.filter ? specs.map((c) => c.id) : null,
+          native: policies.native,
+          js: policies.js,
+          probe: policies.probe,
+          verbose: options.verbose === true,
+        },
+        log,
+      );
+      log(`[bench]   ${variant} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    } catch (err) {
+      errors[variant] = (err as Error).message;
+      log(`[bench]   ${variant} FAILED: ${errors[variant]}`);
+    }
+  }
+  const measured = variants.filter((v) => reports[v] !== undefined);
+  const nativeMeasured = measured.filter((v) => v !== 'js');
+
+  const cases: CaseResult[] = specs.map((spec) => {
+    const results: Record<string, VariantCaseResult> = {};
+    let bestMemNs = Infinity;
+    for (const v of nativeMeasured) bestMemNs = Math.min(bestMemNs, reports[v].cases[spec.id]?.roofline?.memNs ?? Infinity);
+    for (const v of measured) {
+      const m = reports[v].cases[spec.id];
+      if (m === undefined) continue;
+      const js = reports.js?.cases[spec.id];
+      const fwd = spec.forwardId ? reports[v].cases[spec.forwardId] : undefined;
+      results[v] = {
+        ...m,
+        elementsPerSec: spec.elements / (m.medianNs * 1e-9),
+        vsJs: js ? js.medianNs / m.medianNs : null,
+        vsForward: fwd ? m.medianNs / fwd.medianNs : null,
+        rooflineFraction: m.roofline ? m.roofline.ns / m.medianNs : null,
+        machineRooflineFraction: m.roofline ? Math.max(bestMemNs, m.roofline.expNs) / m.medianNs : null,
+      };
+    }
+    return { ...spec, results };
+  });
+
+  const probes: BenchResults['probes'] = {};
+  for (const v of nativeMeasured) {
+    const exp = reports[v].expPerSec!;
+    // Bandwidth of the largest sum probe of each dtype (DRAM when it exceeds the caches).
+    const bw = {} as Record<DType, number>;
+    const bytes = {} as Record<DType, number>;
+    for (const d of ['float32', 'float64'] as const) {
+      let best: CaseResult | undefined;
+      for (const c of cases) if (c.dtype === d && c.results[v]?.roofline && (!best || c.bytes > best.bytes)) best = c;
+      bw[d] = best ? best.results[v].roofline!.probeGBs : 0;
+      bytes[d] = best ? best.bytes : 0;
+    }
+    probes[v] = { expPerSec: exp, bandwidthGBs: bw, probeBytes: bytes };
+  }
+  const api: Record<string, Timing> = {};
+  for (const v of measured) api[v] = reports[v].api;
+
+  return {
+    schema: 'kdloss-bench/1',
+    date: new Date().toISOString(),
+    machine: machineInfo(caps),
+    policies,
+    notes: [
+      'Inputs, options objects and gradient outputs (gradOut) are preallocated: the timed loop allocates nothing besides the small result object (and, for the feature loss, its per-layer arrays of length 3).',
+      'Synchronous calls with the default thread count of sync calls (1 thread), like the roofline probes.',
+      'Each case: median time per call over samples of batched calls, after warm-up (see policies). The js backend may stop earlier on large cases.',
+      'KD: T = 4, alpha = 0.7, CrossEntropyLoss from logits, reduction mean; elements = student elements. Feature: 3 layers of 256x4096, p = 2. Attention: 256x4096, beta = 2.',
+      "Roofline per variant: max(memory time, exp time). Memory time = vecmath('sum') over as many bytes as the kernel reads (student + teacher + one-hot rows or class indices) plus the gradient it writes, counted once; exp time = 3 exps per student element (KD) at the measured vecmath('exp') rate; feature/attention need no exps. For cache-resident sizes the sum probe is dominated by the cost of one addon call.",
+      'x js = js median / this median. grad/fwd = forward+grad median / forward-only median on the same variant.',
+    ],
+    variants: measured,
+    defaultVariant: nativeMeasured[0] ?? null,
+    errors,
+    probes,
+    api,
+    cases,
+    checks: evaluateChecks(cases, api, nativeMeasured),
+    elapsedMs: Date.now() - start,
+  };
+}

@@ -1,0 +1,432 @@
+/**
+ * NumPy .npy files: header parsing (format versions 1.0, 2.0 and 3.0), a streaming row-chunk reader
+ * over a file handle, and a streaming float64 writer. Only what `kdloss eval` needs: little-endian
+ * (or byte-order-free) float32/float64 and integer arrays in C order.
+ *
+ * Format: the magic `\x93NUMPY`, major and minor version bytes, the header length (uint16 LE in v1,
+ * uint32 LE in v2 and v3), then the header: a Python dict literal
+ * `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }` (latin-1 in v1/v2, UTF-8 in v3)
+ * padded with spaces and a newline, then the raw data.
+ * @module
+ */
+import { promises as fsp } from 'fs';
+import * as os from 'os';
+import { FileError, fsProblem } from './errors';
+
+/** Element types the reader supports. */
+export type NpyDType = 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64';
+
+/** A parsed .npy header. */
+export interface NpyHeader {
+  /** Format version [major, minor]. */
+  version: [number, number];
+  /** The descr string as written, e.g. '<f4'. */
+  descr: string;
+  dtype: NpyDType;
+  /** Bytes per element. */
+  itemsize: number;
+  shape: number[];
+  fortranOrder: boolean;
+  /** Byte offset of the data. */
+  dataOffset: number;
+  /** Elements: the product of the shape. */
+  size: number;
+}
+
+const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
+/** Headers longer than this are refused (numpy writes a few hundred bytes). */
+const MAX_HEADER = 1 << 20;
+
+const KINDS: Record<string, NpyDType> = {
+  f4: 'float32',
+  f8: 'float64',
+  i1: 'int8',
+  i2: 'int16',
+  i4: 'int32',
+  i8: 'int64',
+  u1: 'uint8',
+  u2: 'uint16',
+  u4: 'uint32',
+  u8: 'uint64',
+};
+
+/** Human-readable description of a descr for messages: "'<f2' (float16)". */
+function describeDescr(descr: string): string {
+  const m = /^[<>=|]?([a-zA-Z])(\d+)$/.exec(descr);
+  if (!m) return `'${descr}'`;
+  const names: Record<string, string> = { f: 'float', i: 'int', u: 'uint', c: 'complex', b: 'bool', U: 'unicode', S: 'bytes', M: 'datetime', m: 'timedelta' };
+  const kind = names[m[1]];
+  if (!kind) return `'${descr}'`;
+  const bits = m[1] === 'U' || m[1] === 'S' ? '' : String(Number(m[2]) * (m[1] === 'c' ? 4 : 8));
+  return `'${descr}' (${kind}${bits})`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The header dict: a small parser for the Python literals numpy writes.
+
+type PyValue = string | number | boolean | null | PyValue[] | { [k: string]: PyValue };
+
+class PyLiteralParser {
+  private i = 0;
+
+  constructor(private readonly s: string) {}
+
+  parse(): PyValue {
+    const v = this.value();
+    this.ws();
+    if (this.i !== this.s.length) throw new Error(`unexpected '${this.s[this.i]}' at offset ${this.i}`);
+    return v;
+  }
+
+  private ws(): void {
+    while (this.i < this.s.length && /\s/.test(this.s[this.i])) this.i++;
+  }
+
+  private value(): PyValue {
+    this.ws();
+    const c = this.s[this.i];
+    if (c === undefined) throw new Error('unexpected end');
+    if (c === '{') return this.dict();
+    if (c === '(') return this.seq('(', ')');
+    if (c === '[') return this.seq('[', ']');
+    if (c === "'" || c === '"') return this.str();
+    const m = /^(True|False|None|[+-]?\d+L?)/.exec(this.s.slice(this.i, this.i + 40));
+    if (!m) throw new Error(`unexpected '${c}' at offset ${this.i}`);
+    this.i += m[0].length;
+    if (m[0] === 'True') return true;
+    if (m[0] === 'False') return false;
+    if (m[0] === 'None') return null;
+    return Number(m[0].replace(/L$/, ''));
+  }
+
+  private str(): string {
+    const q = this.s[this.i++];
+    let out = '';
+    while (this.i < this.s.length && this.s[this.i] !== q) {
+      if (this.s[this.i] === '\\') this.i++;
+      out += this.s[this.i++];
+    }
+    if (this.i >= this.s.length) throw new Error('unterminated string');
+    this.i++;
+    return out;
+  }
+
+  private seq(open: string, close: string): PyValue[] {
+    this.i++; // open
+    const out: PyValue[] = [];
+    for (;;) {
+      this.ws();
+      if (this.s[this.i] === close) {
+        this.i++;
+        return out;
+      }
+      out.push(this.value());
+      this.ws();
+      if (this.s[this.i] === ',') this.i++;
+      else if (this.s[this.i] !== close) throw new Error(`expected ',' or '${close}' at offset ${this.i}`);
+    }
+  }
+
+  private dict(): { [k: string]: PyValue } {
+    this.i++; // {
+    const out: { [k: string]: PyValue } = {};
+    for (;;) {
+      this.ws();
+      if (this.s[this.i] === '}') {
+        this.i++;
+        return out;
+      }
+      const k = this.value();
+      if (typeof k !== 'string') throw new Error('dict key is not a string');
+      this.ws();
+      if (this.s[this.i++] !== ':') throw new Error(`expected ':' at offset ${this.i - 1}`);
+      out[k] = this.value();
+      this.ws();
+      if (this.s[this.i] === ',') this.i++;
+      else if (this.s[this.i] !== '}') throw new Error(`expected ',' or '}' at offset ${this.i}`);
+    }
+  }
+}
+
+/**
+ * Parses the fixed prefix and header of a .npy file.
+ * @param head the first bytes of the file (at least the whole header, or the whole file if shorter)
+ * @param fileSize the file's size, to check the data length
+ * @param file the file's name for messages
+ * @throws FileError for a bad magic, version, header, dtype, byte order, order, shape or data length
+ */
+export function parseNpyHeader(head: Uint8Array, fileSize: number, file: string): NpyHeader {
+  const buf = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw new FileError(file, fileSize === 0 ? 'empty file, not a NumPy .npy file' : 'not a NumPy .npy file (bad magic)');
+  }
+  if (buf.length < 8) throw new FileError(file, 'truncated .npy header');
+  const major = buf[6];
+  const minor = buf[7];
+  if (major < 1 || major > 3) throw new FileError(file, `unsupported .npy format version ${major}.${minor} (expected 1.0, 2.0 or 3.0)`);
+  const lenBytes = major === 1 ? 2 : 4;
+  if (buf.length < 8 + lenBytes) throw new FileError(file, 'truncated .npy header');
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = 8 + lenBytes;
+  if (headerLen > MAX_HEADER) throw new FileError(file, `.npy header of ${headerLen} bytes is too large`);
+  if (start + headerLen > buf.length) throw new FileError(file, `truncated .npy header (${headerLen} bytes announced, file has ${fileSize - start})`);
+  const text = buf.subarray(start, start + headerLen).toString(major === 3 ? 'utf8' : 'latin1');
+
+  let dict: PyValue;
+  try {
+    dict = new PyLiteralParser(text).parse();
+  } catch (err) {
+    throw new FileError(file, `malformed .npy header: ${(err as Error).message}`);
+  }
+  if (typeof dict !== 'object' || dict === null || Array.isArray(dict)) throw new FileError(file, 'malformed .npy header: not a dict');
+  for (const key of ['descr', 'fortran_order', 'shape']) {
+    if (!(key in dict)) throw new FileError(file, `malformed .npy header: no '${key}' key`);
+  }
+
+  const descr = dict.descr;
+  if (typeof descr !== 'string') throw new FileError(file, 'unsupported dtype: a structured array (expected float32 or float64 logits, or integer labels)');
+  const m = /^([<>=|]?)([a-zA-Z]\d+)$/.exec(descr);
+  const dtype = m ? KINDS[m[2]] : undefined;
+  if (!m || dtype === undefined) {
+    throw new FileError(file, `unsupported dtype ${describeDescr(descr)} (expected float32 or float64, or integer labels)`);
+  }
+  const itemsize = Number(m[2].slice(1));
+  const order = m[1];
+  if (order === '>' && itemsize > 1) throw new FileError(file, `unsupported byte order: big-endian ${describeDescr(descr)} (expected little-endian '<')`);
+  if (order === '=' && itemsize > 1 && os.endianness() !== 'LE') {
+    throw new FileError(file, `unsupported byte order: native order ${describeDescr(descr)} on a big-endian host`);
+  }
+
+  if (typeof dict.fortran_order !== 'boolean') throw new FileError(file, "malformed .npy header: 'fortran_order' is not True or False");
+  const shape = dict.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
+    throw new FileError(file, "malformed .npy header: 'shape' is not a tuple of non-negative integers");
+  }
+  const dims = shape as number[];
+  if (dict.fortran_order && dims.filter((d) => d !== 1).length > 1) {
+    throw new FileError(file, 'Fortran (column-major) order is not supported; save a C-order array (np.ascontiguousarray)');
+  }
+  let size = 1;
+  for (const d of dims) size *= d;
+  if (!Number.isSafeInteger(size * itemsize)) throw new FileError(file, `shape ${shapeStr(dims)} is too large`);
+  const dataOffset = start + headerLen;
+  const expected = size * itemsize;
+  const actual = fileSize - dataOffset;
+  if (actual < expected) {
+    throw new FileError(file, `truncated data: shape ${shapeStr(dims)} ${dtype} needs ${expected} bytes after the header, the file has ${actual}`);
+  }
+  if (actual > expected) {
+    throw new FileError(file, `${actual - expected} unexpected bytes after the data of shape ${shapeStr(dims)} ${dtype}`);
+  }
+  return { version: [major, minor], descr, dtype, itemsize, shape: dims, fortranOrder: dict.fortran_order, dataOffset, size };
+}
+
+/** A shape as numpy prints it: (3, 4), (5,). */
+export function shapeStr(shape: readonly number[]): string {
+  return shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/** An open .npy file read in row chunks (row = all elements after the first axis). */
+export class NpyReader {
+  private constructor(
+    /** The file as given on the command line. */
+    readonly file: string,
+    private readonly fh: fsp.FileHandle,
+    readonly header: NpyHeader,
+  ) {}
+
+  /** Rows: the first axis. */
+  get rows(): number {
+    return this.header.shape.length === 0 ? 1 : this.header.shape[0];
+  }
+
+  /** Elements per row: the product of the remaining axes. */
+  get rowElements(): number {
+    return this.header.shape.slice(1).reduce((a, b) => a * b, 1);
+  }
+
+  /** Bytes per row. */
+  get rowBytes(): number {
+    return this.rowElements * this.header.itemsize;
+  }
+
+  /**
+   * Opens a file and parses its header.
+   * @throws FileError for a missing or unreadable file and every header problem
+   */
+  static async open(file: string): Promise<NpyReader> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(file, 'r');
+    } catch (err) {
+      throw new FileError(file, fsProblem(err));
+    }
+    try {
+      const st = await fh.stat();
+      if (st.isDirectory()) throw new FileError(file, 'is a directory, not a .npy file');
+      const prefix = Buffer.alloc(Math.min(st.size, 12));
+      await readFully(fh, prefix, 0, file);
+      let head: Uint8Array = prefix;
+      if (prefix.length >= 10 && prefix.subarray(0, 6).equals(MAGIC)) {
+        const major = prefix[6];
+        const len = major === 1 ? prefix.readUInt16LE(8) : prefix.length >= 12 ? prefix.readUInt32LE(8) : 0;
+        const total = Math.min(st.size, (major === 1 ? 10 : 12) + Math.min(len, MAX_HEADER + 1));
+        if (total > prefix.length) {
+          const full = Buffer.alloc(total);
+          await readFully(fh, full, 0, file);
+          head = full;
+        }
+      }
+      return new NpyReader(file, fh, parseNpyHeader(head, st.size, file));
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Reads rows [row, row + n) into `dst` (at least n * rowBytes bytes).
+   * @throws FileError when the file ends early (it was truncated while being read)
+   */
+  async readRows(row: number, n: number, dst: Uint8Array): Promise<void> {
+    const bytes = n * this.rowBytes;
+    const view = Buffer.from(dst.buffer, dst.byteOffset, bytes);
+    await readFully(this.fh, view, this.header.dataOffset + row * this.rowBytes, this.file);
+  }
+
+  /** Closes the file handle (idempotent). */
+  async close(): Promise<void> {
+    await this.fh.close().catch(() => undefined);
+  }
+}
+
+/** Fills `dst` from `position`, in as many reads as it takes. */
+async function readFully(fh: fsp.FileHandle, dst: Buffer, position: number, file: string): Promise<void> {
+  let done = 0;
+  while (done < dst.length) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(dst, done, dst.length - done, position + done));
+    } catch (err) {
+      throw new FileError(file, `read failed: ${fsProblem(err)}`);
+    }
+    if (bytesRead === 0) throw new FileError(file, `truncated data: the file ended at byte ${position + done} while reading`);
+    done += bytesRead;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/**
+ * A .npy header for `descr` and `shape` in C order: version 1.0 when it fits (else 2.0), padded with
+ * spaces and a newline so the data starts at a multiple of 64 bytes, as numpy writes it.
+ */
+export function npyHeader(descr: string, shape: readonly number[]): Buffer {
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeStr(shape)}, }`;
+  for (const major of [1, 2]) {
+    const prefix = major === 1 ? 10 : 12;
+    const unpadded = prefix + dict.length + 1;
+    const total = Math.ceil(unpadded / 64) * 64;
+    const headerLen = total - prefix;
+    if (major === 1 && headerLen > 0xffff) continue;
+    const out = Buffer.alloc(total, 0x20);
+    MAGIC.copy(out, 0);
+    out[6] = major;
+    out[7] = 0;
+    if (major === 1) out.writeUInt16LE(headerLen, 8);
+    else out.writeUInt32LE(headerLen, 8);
+    out.write(dict, prefix, 'latin1');
+    out[total - 1] = 0x0a;
+    return out;
+  }
+  throw new Error('unreachable');
+}
+
+/**
+ * Writes a 1-D float64 .npy file of known length in pieces: the header first, then the values as
+ * they come. {@link close} checks that exactly `length` values were written.
+ */
+export class NpyF64Writer {
+  private written = 0;
+  private position: number;
+  private pending: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly file: string,
+    private readonly fh: fsp.FileHandle,
+    readonly length: number,
+    headerBytes: number,
+  ) {
+    this.position = headerBytes;
+  }
+
+  /**
+   * Creates (or truncates) `file` and writes the header of a float64 array of `length` values.
+   * @throws FileError when the file cannot be created
+   */
+  static async create(file: string, length: number): Promise<NpyF64Writer> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(file, 'w');
+    } catch (err) {
+      throw new FileError(file, `cannot write: ${fsProblem(err)}`);
+    }
+    const header = npyHeader('<f8', [length]);
+    try {
+      await fh.write(header, 0, header.length, 0);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw new FileError(file, `cannot write: ${fsProblem(err)}`);
+    }
+    return new NpyF64Writer(file, fh, length, header.length);
+  }
+
+  /**
+   * Queues `values` after the previous ones. The array must not change until {@link flush} resolves;
+   * writes happen in order, one at a time.
+   */
+  write(values: Float64Array): void {
+    if (this.written + values.length > this.length) throw new Error(`${this.file}: more than ${this.length} values written`);
+    this.written += values.length;
+    const position = this.position;
+    this.position += values.byteLength;
+    const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+    this.pending = this.pending.then(async () => {
+      let done = 0;
+      while (done < bytes.length) {
+        try {
+          const { bytesWritten } = await this.fh.write(bytes, done, bytes.length - done, position + done);
+          done += bytesWritten;
+        } catch (err) {
+          throw new FileError(this.file, `write failed: ${fsProblem(err)}`);
+        }
+      }
+    });
+  }
+
+  /** Waits for every queued write. */
+  async flush(): Promise<void> {
+    await this.pending;
+  }
+
+  /** Flushes, checks the count and closes. */
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+      if (this.written !== this.length) throw new Error(`${this.file}: ${this.written} of ${this.length} values written`);
+    } finally {
+      await this.fh.close().catch(() => undefined);
+    }
+  }
+
+  /** Closes and removes the partial file (after an error or an interruption). */
+  async discard(): Promise<void> {
+    await this.pending.catch(() => undefined);
+    await this.fh.close().catch(() => undefined);
+    await fsp.unlink(this.file).catch(() => undefined);
+  }
+}
