@@ -109,7 +109,7 @@ export interface EvalSummary {
 }
 
 /** Default chunk size per input, in bytes. */
-export const DEFAULT_CHUNK_BYTES = 8 << 20;
+export const DEFAULT_CHUNK_BYTES = 2 << 20;
 /** Default upper bound of rows per chunk. */
 export const MAX_CHUNK_ROWS = 65536;
 
@@ -165,8 +165,8 @@ export class LogHistogram {
   }
 
   private edge(i: number): number {
-    // Round to 4 significant digits: exact decade edges print as 1e-3, not 0.0009999999.
-    return Number((10 ** (LogHistogram.LO_EXP + i / LogHistogram.PER_DECADE)).toPrecision(4));
+    // Round to 6 significant digits: exact decade edges print as 1e-3, not 0.0009999999.
+    return Number((10 ** (LogHistogram.LO_EXP + i / LogHistogram.PER_DECADE)).toPrecision(6));
   }
 
   /** The display histogram: at most `maxBins` log-spaced bins over the range seen (plus open-ended ones). */
@@ -235,7 +235,7 @@ function checkLogits(student: NpyReader, teacher: NpyReader): { rows: number; co
   }
   if (tr !== sr) throw new CliError(`${teacher.file}: ${tr} rows, but ${student.file} has ${sr} rows`);
   if (tc !== sc) throw new CliError(`${teacher.file}: ${tc} classes, but ${student.file} has ${sc} classes`);
-  return { rows: sr, cols: sc, dtype: student.header.dtype };
+  return { rows: sr, cols: sc, dtype: student.header.dtype as 'float32' | 'float64' };
 }
 
 /** Checks the labels' header against the logits; returns the kind of labels. */
@@ -266,7 +266,7 @@ function convertLabels(reader: NpyReader, raw: Uint8Array, n: number, cols: numb
   const bad = (r: number, v: string | number | bigint): never => {
     throw new FileError(file, `row ${firstRow + r}: class index ${v} out of range [0, ${cols}) (the logits have ${cols} classes)`);
   };
-  const buf = raw.buffer;
+  const buf = raw.buffer as ArrayBuffer;
   const off = raw.byteOffset;
   switch (reader.header.dtype) {
     case 'int8':

@@ -57,7 +57,7 @@ function describeDescr(descr: string): string {
   const names: Record<string, string> = { f: 'float', i: 'int', u: 'uint', c: 'complex', b: 'bool', U: 'unicode', S: 'bytes', M: 'datetime', m: 'timedelta' };
   const kind = names[m[1]];
   if (!kind) return `'${descr}'`;
-  const bits = m[1] === 'U' || m[1] === 'S' ? '' : String(Number(m[2]) * (m[1] === 'c' ? 4 : 8));
+  const bits = m[1] === 'U' || m[1] === 'S' ? '' : String(Number(m[2]) * 8);
   return `'${descr}' (${kind}${bits})`;
 }
 

@@ -1,0 +1,256 @@
+/**
+ * The `kdloss` command line: argument parsing, help texts, error reporting and exit codes
+ * (0 ok, 2 bad input or usage, 130 interrupted, 1 internal error).
+ * @module
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { parseArgs } from 'util';
+import type { ProgressBar } from './report';
+import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, firstLine, InterruptedError, UsageError } from './errors';
+
+const USAGE = `Usage: kdloss <command> [options]
+
+Commands:
+  eval     Evaluate distillation from .npy logits: KD loss, its KL and CE terms, teacher/student
+           top-1 agreement, accuracies, a per-class table and a histogram of per-sample KL
+  bench    Benchmark the kernels (as npm run bench)
+
+Options:
+  -h, --help       Show this help; kdloss <command> --help shows a command's options
+  -v, --version    Print the version
+
+Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C).
+`;
+
+const EVAL_USAGE = `Usage: kdloss eval --student S.npy --teacher T.npy [--labels Y.npy] [options]
+
+Streams student and teacher logits from NumPy .npy files in row chunks (memory stays bounded by the
+chunk size) and reports the distillation loss
+  alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(softmax(s), labels)
+(means over rows, as DistillationLoss.forward computes it), its two terms, teacher/student top-1
+agreement, student and teacher accuracy, a per-class table, a histogram of per-sample KL and the
+throughput.
+
+Options:
+  --student FILE       student logits: 2-D (rows, classes), float32 or float64, little-endian, C order
+  --teacher FILE       teacher logits: same shape and dtype as the student's
+  --labels FILE        class indices (1-D, int32 or int64; any integer dtype) or one-hot rows (float32
+                       or float64, the logits' shape). Without labels only the soft term is defined:
+                       alpha is taken as 1 and accuracies are not reported
+  --temperature T      softening temperature, > 0 (default 4)
+  --alpha A            weight of the soft term, in [0, 1] (default 0.7)
+  --per-sample FILE    write each row's loss as a 1-D float64 .npy
+  --json               print one JSON object instead of the text report
+  --threads N          threads per chunk (default: all cores for large chunks)
+  --chunk-rows N       rows per chunk (default: about 2 MB per input, at most 65536)
+  -h, --help           show this help
+
+A progress bar is drawn on stderr when it is a terminal. Ctrl-C stops cleanly (exit code 130).
+Environment: KDLOSS_BACKEND=native|js selects the backend, KDLOSS_ISA=scalar|avx2|avx512|neon the
+kernel variant.
+`;
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Parses a number flag. */
+function numberFlag(name: string, v: string | undefined, fallback: number, check: (x: number) => boolean, expected: string): number {
+  if (v === undefined) return fallback;
+  const x = v.trim() === '' ? NaN : Number(v);
+  if (!check(x)) throw new UsageError(`--${name}: expected ${expected}, got '${v}'`);
+  return x;
+}
+
+function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  return numberFlag(name, v, 0, (x) => Number.isInteger(x) && x >= lo && x <= hi, `an integer in [${lo}, ${hi}]`);
+}
+
+/** The message of a util.parseArgs error, on one line and without its long hint. */
+function parseArgsMessage(err: unknown): string {
+  const msg = firstLine((err as Error).message);
+  const i = msg.indexOf('. To specify a positional');
+  return i < 0 ? msg : msg.slice(0, i);
+}
+
+interface Io {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+}
+
+async function runEval(argv: string[], io: Io): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        student: { type: 'string' },
+        teacher: { type: 'string' },
+        labels: { type: 'string' },
+        temperature: { type: 'string' },
+        alpha: { type: 'string' },
+        'per-sample': { type: 'string' },
+        json: { type: 'boolean' },
+        threads: { type: 'string' },
+        'chunk-rows': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(`eval: ${parseArgsMessage(err)} (see kdloss eval --help)`);
+  }
+  if (values.help) {
+    io.stdout.write(EVAL_USAGE);
+    return EXIT_OK;
+  }
+  const str = (k: string): string | undefined => values[k] as string | undefined;
+  for (const k of ['student', 'teacher']) {
+    if (str(k) === undefined) throw new UsageError(`eval: --${k} FILE is required (see kdloss eval --help)`);
+  }
+  for (const k of ['student', 'teacher', 'labels', 'per-sample']) {
+    if (str(k) === '') throw new UsageError(`--${k}: expected a file name, got ''`);
+  }
+  const temperature = numberFlag('temperature', str('temperature'), 4, (x) => Number.isFinite(x) && x > 0, 'a finite number > 0');
+  const alpha = numberFlag('alpha', str('alpha'), 0.7, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+  const threads = intFlag('threads', str('threads'), 1, 1024);
+  const chunkRows = intFlag('chunk-rows', str('chunk-rows'), 1, 1 << 24);
+  const perSample = str('per-sample');
+  if (perSample !== undefined) {
+    const out = path.resolve(perSample);
+    for (const k of ['student', 'teacher', 'labels']) {
+      const f = str(k);
+      if (f !== undefined && path.resolve(f) === out) throw new UsageError(`--per-sample: ${perSample} is also the --${k} input`);
+    }
+  }
+
+  // Loaded here so that a failure to load the library (e.g. a bad KDLOSS_ISA) is reported like any error.
+  const { evaluate } = await import('./eval');
+  const { formatText, ProgressBar: Bar, toJson } = await import('./report');
+
+  const controller = new AbortController();
+  let sigints = 0;
+  const onSigint = (): void => {
+    sigints++;
+    if (sigints === 1) controller.abort();
+    else process.exit(EXIT_INTERRUPTED); // a second Ctrl-C while stopping: leave at once
+  };
+  process.on('SIGINT', onSigint);
+  const progress: { bar: ProgressBar | null } = { bar: null };
+  try {
+    const summary = await evaluate({
+      student: str('student')!,
+      teacher: str('teacher')!,
+      labels: str('labels'),
+      temperature,
+      alpha,
+      perSample,
+      threads,
+      chunkRows,
+      signal: controller.signal,
+      onStart: ({ rows }) => {
+        progress.bar = new Bar(io.stderr, rows);
+      },
+      onProgress: (done) => progress.bar?.update(done),
+    });
+    progress.bar?.clear();
+    if (values.json) {
+      const maxRssBytes = process.resourceUsage().maxRSS * 1024;
+      io.stdout.write(`${JSON.stringify(toJson(summary, maxRssBytes), null, 2)}\n`);
+    } else {
+      const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
+      io.stdout.write(formatText(summary, width));
+    }
+    return EXIT_OK;
+  } finally {
+    progress.bar?.clear();
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
+async function runBench(argv: string[]): Promise<number> {
+  let bench: { main(argv: string[]): Promise<number> };
+  try {
+    bench = await import('../bench/main');
+  } catch {
+    throw new CliError('bench: the benchmark is not available in this build');
+  }
+  return bench.main(argv);
+}
+
+/**
+ * Runs `kdloss` with the arguments after the program name and returns the exit code. Errors are
+ * reported on `io.stderr` as one line.
+ */
+export async function run(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case undefined:
+        io.stderr.write(USAGE);
+        return EXIT_INPUT;
+      case '-h':
+      case '--help':
+      case 'help':
+        if (command === 'help' && rest[0] === 'eval') io.stdout.write(EVAL_USAGE);
+        else io.stdout.write(USAGE);
+        return EXIT_OK;
+      case '-v':
+      case '--version':
+        io.stdout.write(`kdloss ${version()}\n`);
+        return EXIT_OK;
+      case 'eval':
+        return await runEval(rest, io);
+      case 'bench':
+        return await runBench(rest);
+      default:
+        throw new UsageError(
+          command.startsWith('-') ? `unknown option '${command}' (see kdloss --help)` : `unknown command '${command}' (see kdloss --help)`,
+        );
+    }
+  } catch (err) {
+    if (err instanceof InterruptedError) {
+      io.stderr.write(`kdloss: ${err.message}\n`);
+      return EXIT_INTERRUPTED;
+    }
+    if (err instanceof CliError) {
+      io.stderr.write(`kdloss: ${err.message}\n`);
+      return err.exitCode;
+    }
+    const code = (err as { code?: unknown })?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_KD_')) {
+      // A library error (ConfigError, ShapeError, InputError, NativeError): bad input or setup.
+      io.stderr.write(`kdloss: ${firstLine((err as Error).message)}\n`);
+      return EXIT_INPUT;
+    }
+    if (process.env.KDLOSS_DEBUG) io.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+    io.stderr.write(
+      `kdloss: internal error: ${firstLine(String((err as Error)?.message ?? err))}${process.env.KDLOSS_DEBUG ? '' : ' (KDLOSS_DEBUG=1 shows the stack)'}\n`,
+    );
+    return EXIT_INTERNAL;
+  }
+}
+
+/** The process entry point (bin/kdloss.js): runs {@link run} on process.argv and sets the exit code. */
+export function cli(): void {
+  // `kdloss eval ... | head`: a closed pipe is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
+    throw err;
+  });
+  void run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+    // After Ctrl-C, do not wait for the cancelled computation to wind down.
+    if (code === EXIT_INTERRUPTED) process.exit(code);
+  });
+}
+
+if (require.main === module) cli();

@@ -1,0 +1,201 @@
+/**
+ * Output of `kdloss eval`: the text report, the JSON object, and the progress bar.
+ * @module
+ */
+import type { EvalSummary, HistogramBin } from './eval';
+
+/** Classes listed in the text report's per-class table (all of them are in the JSON). */
+export const MAX_TEXT_CLASSES = 50;
+
+/** A loss-like value: 6 decimals in the usual range, exponent notation outside it. */
+export function fmtNum(x: number | null): string {
+  if (x === null) return 'n/a';
+  if (!Number.isFinite(x)) return String(x);
+  if (x === 0) return '0';
+  const a = Math.abs(x);
+  return a >= 1e-3 && a < 1e6 ? x.toFixed(6) : x.toExponential(4);
+}
+
+/** A fraction as a percentage with two decimals. */
+export function fmtPct(x: number | null): string {
+  return x === null ? 'n/a' : `${(100 * x).toFixed(2)}%`;
+}
+
+/** An integer with thousands separators. */
+export function fmtInt(x: number): string {
+  return Math.round(x).toLocaleString('en-US');
+}
+
+/** Seconds, with a precision fitting their magnitude. */
+export function fmtSeconds(s: number): string {
+  return s < 10 ? `${s.toFixed(3)} s` : `${s.toFixed(1)} s`;
+}
+
+function fmtEdge(x: number): string {
+  return x.toExponential(2);
+}
+
+function binLabel(b: HistogramBin): string {
+  if (b.lo === null) return `< ${fmtEdge(b.hi!)}`;
+  if (b.hi === null) return `>= ${fmtEdge(b.lo)}`;
+  return `[${fmtEdge(b.lo)}, ${fmtEdge(b.hi)})`;
+}
+
+function padL(s: string, n: number): string {
+  return s.length >= n ? s : ' '.repeat(n - s.length) + s;
+}
+
+function padR(s: string, n: number): string {
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+/**
+ * The text report.
+ * @param width terminal width the histogram bars are scaled to
+ */
+export function formatText(r: EvalSummary, width = 80): string {
+  const out: string[] = [];
+  const T = r.temperature;
+  const labelNote = r.labelsKind === null ? '' : r.labelsKind === 'indices' ? ` (${r.labelsDtype} class indices)` : ` (${r.labelsDtype} one-hot rows)`;
+  out.push(`kdloss eval: ${fmtInt(r.rows)} rows x ${fmtInt(r.cols)} classes (${r.dtype})`);
+  out.push(`  student   ${r.files.student}`);
+  out.push(`  teacher   ${r.files.teacher}`);
+  out.push(`  labels    ${r.files.labels === null ? '(none)' : r.files.labels + labelNote}`);
+  out.push(`  T = ${T}, alpha = ${r.alpha}${r.labelsKind === null && r.requestedAlpha !== 1 ? ` (requested ${r.requestedAlpha})` : ''}`);
+  const engine = r.backend === 'native' && r.isa !== null ? `native (${r.isa})` : r.backend;
+  out.push(`  backend ${engine}, ${r.threads === null ? 'default' : r.threads} threads, chunks of ${fmtInt(r.chunkRows)} rows`);
+  if (r.labelsKind === null) {
+    out.push('  no labels: the hard (CE) term is undefined, so alpha is taken as 1 and the loss is T^2 * KL;');
+    out.push('  accuracies and the per-class table need --labels');
+  }
+  out.push('');
+
+  out.push('Loss (mean over rows)');
+  const formula = r.labelsKind === null ? `= ${T}^2 * soft` : `= ${r.alpha} * ${T}^2 * soft + ${+(1 - r.alpha).toFixed(12)} * hard`;
+  const terms: [string, number | null, string][] = [
+    ['KD loss', r.loss, formula],
+    [`soft (KL at T=${T})`, r.soft, 'KL(p_teacher || p_student), before the T^2 factor'],
+    ['hard (CE)', r.hard, r.hard === null ? 'no labels' : 'cross-entropy of the student against the labels'],
+  ];
+  const tw = Math.max(...terms.map(([name]) => name.length));
+  for (const [name, value, note] of terms) out.push(`  ${padR(name, tw)}  ${padL(fmtNum(value), 12)}   ${note}`);
+  out.push('');
+
+  out.push('Top-1');
+  const cnt = (k: number | null): string => (k === null ? '' : `  (${fmtInt(k)} / ${fmtInt(r.rows)})`);
+  out.push(`  teacher/student agreement   ${padL(fmtPct(r.agreement), 8)}${cnt(r.agreementCount)}`);
+  out.push(`  student accuracy            ${padL(fmtPct(r.studentAccuracy), 8)}${cnt(r.studentCorrect)}`);
+  out.push(`  teacher accuracy            ${padL(fmtPct(r.teacherAccuracy), 8)}${cnt(r.teacherCorrect)}`);
+  out.push('');
+
+  if (r.perClass !== null) {
+    out.push(`Per class (${fmtInt(r.perClass.length)} of ${fmtInt(r.cols)} classes present in the labels)`);
+    const cw = Math.max(5, String(r.cols - 1).length);
+    const sw = Math.max(7, fmtInt(r.rows).length);
+    out.push(`  ${padL('class', cw)}  ${padL('support', sw)}  ${padL('student acc', 11)}  ${padL('teacher acc', 11)}  ${padL('mean KL', 12)}`);
+    for (const c of r.perClass.slice(0, MAX_TEXT_CLASSES)) {
+      out.push(
+        `  ${padL(String(c.class), cw)}  ${padL(fmtInt(c.support), sw)}  ${padL(fmtPct(c.studentAccuracy), 11)}  ${padL(fmtPct(c.teacherAccuracy), 11)}  ${padL(fmtNum(c.meanKl), 12)}`,
+      );
+    }
+    if (r.perClass.length > MAX_TEXT_CLASSES) out.push(`  ... ${fmtInt(r.perClass.length - MAX_TEXT_CLASSES)} more classes (all of them in --json)`);
+    out.push('');
+  }
+
+  const h = r.klHistogram;
+  const range = h.min === null ? '' : `, min ${fmtNum(h.min)}, max ${fmtNum(h.max)}`;
+  out.push(`Per-sample KL at T=${T} (log-spaced bins${range})`);
+  const labels = h.bins.map(binLabel);
+  const lw = Math.max(0, ...labels.map((s) => s.length));
+  const maxCount = Math.max(1, ...h.bins.map((b) => b.count));
+  const nw = fmtInt(maxCount).length;
+  const barWidth = Math.max(10, width - 2 - lw - 2 - nw - 2);
+  h.bins.forEach((b, i) => {
+    const len = b.count === 0 ? 0 : Math.max(1, Math.round((b.count / maxCount) * barWidth));
+    out.push(`  ${padR(labels[i], lw)}  ${padL(fmtInt(b.count), nw)}  ${'#'.repeat(len)}`.trimEnd());
+  });
+  if (h.nan > 0) out.push(`  NaN: ${fmtInt(h.nan)} rows (NaN logits; the means above are NaN too)`);
+  out.push('');
+
+  const perSample = r.files.perSample === null ? '' : `; per-sample losses written to ${r.files.perSample}`;
+  out.push(`${fmtInt(r.rows)} rows in ${fmtSeconds(r.seconds)} (${fmtInt(r.rowsPerSecond)} rows/s)${perSample}`);
+  return out.join('\n') + '\n';
+}
+
+/** The JSON object of `--json`. `maxRssBytes` is the process's peak resident set size. */
+export function toJson(r: EvalSummary, maxRssBytes: number): Record<string, unknown> {
+  return {
+    rows: r.rows,
+    cols: r.cols,
+    dtype: r.dtype,
+    temperature: r.temperature,
+    alpha: r.alpha,
+    requestedAlpha: r.requestedAlpha,
+    loss: r.loss,
+    soft: r.soft,
+    hard: r.hard,
+    agreement: r.agreement,
+    studentAccuracy: r.studentAccuracy,
+    teacherAccuracy: r.teacherAccuracy,
+    counts: { agreement: r.agreementCount, studentCorrect: r.studentCorrect, teacherCorrect: r.teacherCorrect },
+    perClass: r.perClass,
+    klHistogram: r.klHistogram,
+    labels: r.labelsKind === null ? null : { kind: r.labelsKind, dtype: r.labelsDtype },
+    note: r.labelsKind === null ? 'no labels: alpha taken as 1, loss = T^2 * soft; hard and accuracies are null' : null,
+    files: r.files,
+    seconds: r.seconds,
+    rowsPerSecond: r.rowsPerSecond,
+    maxRssBytes,
+    chunkRows: r.chunkRows,
+    threads: r.threads,
+    backend: r.backend,
+    isa: r.isa,
+  };
+}
+
+/**
+ * A one-line progress bar on a TTY stream: first drawn once the run has taken `delayMs` (short runs
+ * get none), then redrawn at most every `intervalMs`, and erased by {@link clear}. Does nothing when
+ * the stream is not a TTY (output piped or redirected).
+ */
+export class ProgressBar {
+  private last = 0;
+  private shown = false;
+  private readonly start = performance.now();
+
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly total: number,
+    private readonly intervalMs = 100,
+    private readonly delayMs = 300,
+  ) {}
+
+  /** True when the bar is drawn at all. */
+  get enabled(): boolean {
+    return this.stream.isTTY === true;
+  }
+
+  /** Redraws for `done` rows (throttled). */
+  update(done: number): void {
+    if (!this.enabled) return;
+    const now = performance.now();
+    if (now - this.start < this.delayMs) return; // short runs get no bar at all
+    if (now - this.last < this.intervalMs && done < this.total) return;
+    this.last = now;
+    const width = Math.max(40, Math.min(this.stream.columns || 80, 120));
+    const frac = this.total > 0 ? done / this.total : 1;
+    const secs = (now - this.start) / 1000;
+    const rate = secs > 0 ? done / secs : 0;
+    const text = `${(100 * frac).toFixed(1).padStart(5)}%  ${fmtInt(done)}/${fmtInt(this.total)} rows  ${fmtInt(rate)} rows/s`;
+    const barWidth = Math.max(10, width - text.length - 5);
+    const filled = Math.round(frac * barWidth);
+    this.stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(barWidth - filled)}] ${text}\x1b[K`);
+    this.shown = true;
+  }
+
+  /** Erases the bar. */
+  clear(): void {
+    if (this.shown) this.stream.write('\r\x1b[K');
+    this.shown = false;
+  }
+}
