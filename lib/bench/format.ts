@@ -43,7 +43,8 @@ export function formatResults(r: BenchResults): string {
   const out: string[] = [];
   const m = r.machine;
   out.push(`kdloss ${m.kdloss} benchmark, ${r.date}`);
-  out.push(`${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, node ${m.node} ${m.platform}-${m.arch}`);
+  out.push(`${m.cpu}, ${m.cores} cores, ${m.memoryGB} GB, node ${m.node} ${m.platform}-${m.arch}, load average ${m.loadAverage.join(' ')}`);
+  out.push(`commit ${m.commit ?? 'unknown'}, addon built ${m.addonBuilt ?? 'unknown'}`);
   const caps = m.capabilities;
   out.push(
     caps

@@ -93,12 +93,31 @@ function packageVersion(): string {
   }
 }
 
+/** The package's git commit (with '+dirty' for local changes), when it is a checkout. */
+function gitCommit(): string | null {
+  const root = path.join(__dirname, '..', '..');
+  const r = spawnSync('git', ['describe', '--always', '--dirty=+dirty', '--abbrev=12'], { cwd: root, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/** When the addon was built (mtime of build/Release/kdloss.node), or null. */
+function addonBuilt(): string | null {
+  try {
+    return fs.statSync(process.env.KDLOSS_ADDON || path.join(__dirname, '..', '..', 'build', 'Release', 'kdloss.node')).mtime.toISOString();
+  } catch {
+    return null;
+  }
+}
+
 /** Machine and build information recorded with the results. */
 export function machineInfo(caps: Caps | null): MachineInfo {
   return {
+    commit: gitCommit(),
+    addonBuilt: addonBuilt(),
     cpu: cpuModel(),
     cores: os.cpus().length,
     memoryGB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
     node: process.version,
     platform: os.platform(),
     arch: os.arch(),
@@ -206,7 +225,7 @@ export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchRe
   const errors: Record<string, string> = {};
   for (const [i, variant] of variants.entries()) {
     const t0 = Date.now();
-    log(`[bench] ${i + 1}/${variants.length} ${variant}: ${specs.length} cases ...`);
+    log(`[bench] ${i + 1}/${variants.length} ${variant}: ${specs.length} case${specs.length === 1 ? '' : 's'} ...`);
     try {
       reports[variant] = await runChild(
         {

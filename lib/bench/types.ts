@@ -147,9 +147,15 @@ export interface Check {
 
 /** Machine and run information. */
 export interface MachineInfo {
+  /** git describe of the package checkout ('+dirty' with local changes), or null. */
+  commit: string | null;
+  /** mtime of the addon binary measured, or null. */
+  addonBuilt: string | null;
   cpu: string;
   cores: number;
   memoryGB: number;
+  /** 1, 5 and 15 minute load averages when the run ended (other load skews the numbers). */
+  loadAverage: number[];
   node: string;
   platform: string;
   arch: string;
