@@ -109,6 +109,18 @@ forEachBackend('distillation loss', () => {
     expect(kd.computeDistillation(p, p, y)).to.be.closeTo(ce.compute(p, y), 1e-15);
   });
 
+  it('handles -Infinity student logits (masked classes) like PyTorch cross_entropy', () => {
+    const row = [0, -Infinity, 1];
+    const ce = new CrossEntropyLoss();
+    expect(ce.compute([row], [0])).to.be.closeTo(Math.log(1 + Math.E), 1e-15);
+    expect(ce.compute([row], [[1, 0, 0]])).to.be.closeTo(Math.log(1 + Math.E), 1e-15);
+    expect(ce.compute([row], [1])).to.equal(Infinity);
+    expect(new CrossEntropyLoss({ labelSmoothing: 0.1 }).compute([row], [0])).to.equal(Infinity);
+    const kd = new DistillationLoss(2, 0.5).forward([row], [[0, -Infinity, 1]], [2]);
+    expect(kd.soft).to.be.closeTo(0, 1e-15);
+    expect(Number.isFinite(kd.hard)).to.equal(true);
+  });
+
   it('applies label smoothing as (1 - eps) y + eps / C', () => {
     const row = [0.3, -1.2, 2.0, 0.1];
     const eps = 0.2;

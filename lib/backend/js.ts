@@ -78,7 +78,7 @@ function kdRow(job: KdJob, r: number, es: Float64Array, et: Float64Array, e1: Fl
         z1 += e1[j];
         const yj = yAt(j);
         ysum += yj;
-        dot += yj * d;
+        if (yj !== 0) dot += yj * d; // y = 0 at a -inf logit contributes 0, not NaN
       }
       hard = ysum * Math.log(z1) - dot;
       break;

@@ -4,7 +4,10 @@
 // flags can be picked by the linker for another ISA.
 //
 // Row kernels make at most three sweeps over a row that is hot in L1/L2: max, then exp and the sums,
-// then (gradient only) the combination of the exps saved in the first two sweeps.
+// then (gradient only) the combination of the exps saved in the first two sweeps. The sweep that runs
+// from L1 prefetches the next row, so the first sweep of that row does not wait on memory. Row sums
+// are V partials over blocks of O::kBlock vectors (float lanes for float), widened into O::Acc
+// (double) once per block; the scalar reference (kBlock == 1) accumulates every element in double.
 #pragma once
 
 #include <math.h>
@@ -14,12 +17,21 @@
 
 #include "kernels.h"
 
+// Forces the sweeps and their per-chunk lambdas inline at every call (GCC otherwise keeps an
+// out-of-line copy for the tail call, and the row sums such a lambda updates then live in memory
+// instead of registers).
+#if defined(__GNUC__)
+#define KD_SWEEP_INLINE __attribute__((always_inline))
+#else
+#define KD_SWEEP_INLINE
+#endif
+
 namespace kd {
 namespace KD_ISA {
 
 // Calls f(j, n) over [0, cols) in chunks of O::N lanes; the last call may have n < O::N.
 template <class O, class F>
-inline void sweep(size_t cols, F&& f) {
+KD_SWEEP_INLINE inline void sweep(size_t cols, F&& f) {
   size_t j = 0;
   for (; j + O::N <= cols; j += O::N) f(j, O::N);
   if (j < cols) f(j, cols - j);
@@ -27,35 +39,58 @@ inline void sweep(size_t cols, F&& f) {
 
 // Like sweep, and calls fold() after every O::kBlock chunks and after the last chunk: row sums are kept
 // as V partials (float lanes for float) over a block and widened into the O::Acc accumulators by
-// fold(), once per block. The scalar ops have kBlock == 1 (fold after every element), which is exactly
-// the plain double accumulation.
+// fold(), once per block.
 template <class O, class F, class G>
-inline void sweep_fold(size_t cols, F&& f, G&& fold) {
-  constexpr size_t kStep = O::N * O::kBlock;
-  size_t j = 0;
-  for (; j + kStep <= cols; j += kStep) {
-    for (size_t b = 0; b < kStep; b += O::N) f(j + b, O::N);
-    fold();
-  }
-  if (j < cols) {
-    for (; j + O::N <= cols; j += O::N) f(j, O::N);
-    if (j < cols) f(j, cols - j);
-    fold();
+KD_SWEEP_INLINE inline void sweep_fold(size_t cols, F&& f, G&& fold) {
+  if constexpr (O::kBlock == 1) {
+    // Partials are not kept (see RowSum): a plain sweep, the reference's own loop.
+    sweep<O>(cols, f);
+  } else {
+    constexpr size_t kStep = O::N * O::kBlock;
+    size_t j = 0;
+    for (; j + kStep <= cols; j += kStep) {
+      for (size_t b = 0; b < kStep; b += O::N) f(j + b, O::N);
+      fold();
+    }
+    if (j < cols) {
+      for (; j + O::N <= cols; j += O::N) f(j, O::N);
+      if (j < cols) f(j, cols - j);
+      fold();
+    }
   }
 }
 
-// A row sum: a V partial and its accumulator.
+// A row sum: a V partial over the current block and the row's accumulator. With kBlock == 1 (the
+// scalar ops) every value goes straight into the accumulator, the plain double accumulation of the
+// reference, in the same expression form (so the compiler contracts it the same way too).
 template <class O>
 struct RowSum {
   typename O::V part = O::set1(0);
   typename O::Acc acc = O::acc_zero();
-  void add(typename O::V v) { part = O::add(part, v); }
+  void add(typename O::V v) {
+    if constexpr (O::kBlock == 1) {
+      acc = O::acc_add(acc, v);
+    } else {
+      part = O::add(part, v);
+    }
+  }
   void fold() {
-    acc = O::acc_add(acc, part);
-    part = O::set1(0);
+    if constexpr (O::kBlock != 1) {
+      acc = O::acc_add(acc, part);
+      part = O::set1(0);
+    }
   }
   double sum() const { return O::acc_sum(acc); }
 };
+
+// Prefetches the cache line holding element j of row p (one call per line: the first chunk that
+// starts in a line issues it). Forced inline: GCC judges a function holding only a prefetch to have no
+// effect and drops calls to it.
+template <class O>
+KD_SWEEP_INLINE inline void prefetch_chunk(const typename O::Scalar* p, size_t j) {
+  constexpr size_t kLine = 64 / sizeof(typename O::Scalar);
+  if (O::N >= kLine || j % kLine < O::N) __builtin_prefetch(p + j, 0, 3);
+}
 
 template <class O>
 inline typename O::V loadf(const typename O::Scalar* p, size_t n, typename O::Scalar fill) {
@@ -95,7 +130,7 @@ inline bool row_kept(const KdProblem<T>& p, size_t r) {
 template <class O>
 inline void zero_row(typename O::Scalar* g, size_t cols) {
   const typename O::V z = O::set1(0);
-  sweep<O>(cols, [&](size_t j, size_t n) { storef<O>(g + j, n, z); });
+  sweep<O>(cols, [&](size_t j, size_t n) KD_SWEEP_INLINE { storef<O>(g + j, n, z); });
 }
 
 // Index of the first element equal to v (the row maximum), or -1 (NaN rows).
@@ -162,7 +197,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     const T* ym = kMatrixTargets ? P.target_matrix + r * C : nullptr;
     const size_t cls = !kMatrixTargets && kTargets ? static_cast<size_t>(class_of(P, r)) : 0;
     // Targets of chunk [j, j + n).
-    auto yvec = [&](size_t j, size_t n) -> V {
+    auto yvec = [&](size_t j, size_t n) KD_SWEEP_INLINE -> V {
       if (kMatrixTargets) return loadf<O>(ym + j, n, 0);
       if (cls < j || cls >= j + n) return zero;
       return loadf<O>(hot + O::N - (cls - j), n, 0);
@@ -170,7 +205,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
 
     // Sweep 1: row maxima.
     V vms = O::set1(-inf), vmt = O::set1(-inf);
-    sweep<O>(C, [&](size_t j, size_t n) {
+    sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
       vms = O::max(vms, loadf<O>(s + j, n, -inf));
       vmt = O::max(vmt, loadf<O>(t + j, n, -inf));
     });
@@ -186,7 +221,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     T* es_out = g;
     T* et_out = scratch;
     T* e1_out = scratch + C;
-    const auto fold = [&] {
+    const auto fold = [&]() KD_SWEEP_INLINE {
       zs.fold();
       zt.fold();
       w.fold();
@@ -197,13 +232,21 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       if (kTargets) ydot.fold();
       if (kHard == HardKind::kCrossEntropyLogits || kHard == HardKind::kCrossEntropyProbs) dsum.fold();
     };
-    sweep_fold<O>(C, [&](size_t j, size_t n) {
+    // The next row streams into the cache while this one is computed (sweep 1 would otherwise wait on
+    // memory for every line).
+    const bool prefetch_next = r + 1 < P.rows;
+    sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+      if (prefetch_next) {
+        prefetch_chunk<O>(s + C, j);
+        prefetch_chunk<O>(t + C, j);
+        if (kMatrixTargets) prefetch_chunk<O>(ym + C, j);
+      }
       const V xs = loadf<O>(s + j, n, 0), xt = loadf<O>(t + j, n, 0);
       const V ds = O::sub(xs, vms1);
       const V b = O::mul(ds, inv_t);
       const V a = O::mul(O::sub(xt, vmt1), inv_t);
-      const V es = keepf<O>(O::exp(b), n);
-      const V et = keepf<O>(O::exp(a), n);
+      const V es = keepf<O>(O::exp_nonpos(b), n);
+      const V et = keepf<O>(O::exp_nonpos(a), n);
       zs.add(es);
       zt.add(et);
       // Teacher probabilities of exactly 0 contribute exactly 0 (also when a - b is infinite).
@@ -213,12 +256,12 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
         storef<O>(et_out + j, n, et);
       }
       if (kHard == HardKind::kCrossEntropyLogits) {
-        const V e1 = kUnitTemp ? es : keepf<O>(O::exp(ds), n);
+        const V e1 = kUnitTemp ? es : keepf<O>(O::exp_nonpos(ds), n);
         const V yv = yvec(j, n);
         z1.add(e1);
         dsum.add(keepf<O>(ds, n));
         ysum.add(yv);
-        ydot.add(O::mul(yv, ds));
+        ydot.add(O::pos_or_zero(yv, O::mul(yv, ds)));  // y = 0 at a -inf logit contributes 0, not NaN
         if (kGrad && !kUnitTemp) storef<O>(e1_out + j, n, e1);
       } else if (kHard == HardKind::kCrossEntropyProbs) {
         // ln(clamp(s)): the log inside the clamp range, the exact bound's log outside it.
@@ -227,7 +270,8 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
                                                     O::pos_or_zero(O::sub(xs, c_hi), c_log_hi))),
                               n);
         dsum.add(lp);
-        ydot.add(O::mul(yvec(j, n), lp));
+        const V yp = yvec(j, n);
+        ydot.add(O::pos_or_zero(yp, O::mul(yp, lp)));
       } else if (kHard == HardKind::kMse) {
         const V d = O::sub(xs, yvec(j, n));
         ydot.add(O::mul(d, d));
@@ -242,9 +286,10 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     if (kHard == HardKind::kCrossEntropyLogits) {
       Z1 = z1.sum();
       ysum_s = (1.0 - ls) * ysum.sum() + ls;
-      hard = ysum_s * ::log(Z1) - ((1.0 - ls) * ydot.sum() + ls_c * dsum.sum());
+      // Without smoothing the uniform term is absent (not 0 * sum, which is NaN for -inf logits).
+      hard = ysum_s * ::log(Z1) - ((1.0 - ls) * ydot.sum() + (ls > 0.0 ? ls_c * dsum.sum() : 0.0));
     } else if (kHard == HardKind::kCrossEntropyProbs) {
-      hard = -((1.0 - ls) * ydot.sum() + ls_c * dsum.sum());
+      hard = -((1.0 - ls) * ydot.sum() + (ls > 0.0 ? ls_c * dsum.sum() : 0.0));
     } else if (kHard == HardKind::kMse) {
       hard = ydot.sum() / static_cast<double>(C);
     }
@@ -268,7 +313,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       const V gh_v = O::set1(static_cast<T>(-gh));
       const V yu = O::set1(static_cast<T>(ls_c));
       const V one_m_ls = O::set1(static_cast<T>(1.0 - ls));
-      sweep<O>(C, [&](size_t j, size_t n) {
+      sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
         V gv = O::fma(cs, loadf<O>(es_out + j, n, 0), O::mul(ct, loadf<O>(et_out + j, n, 0)));
         if (kHard == HardKind::kCrossEntropyLogits) {
           const V e1 = kUnitTemp ? loadf<O>(es_out + j, n, 0) : loadf<O>(e1_out + j, n, 0);
@@ -339,11 +384,11 @@ double feature_rows_impl(const FeatureLayer<typename O::Scalar>& L, size_t r0, s
     const T* s = L.student + r * C;
     const T* t = L.teacher + r * C;
     RowSum<O> acc;
-    sweep_fold<O>(C, [&](size_t j, size_t n) {
+    sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
       const V d = O::sub(loadf<O>(s + j, n, 0), loadf<O>(t + j, n, 0));
       acc.add(kP == 2 ? O::mul(d, d) : O::abs(d));
       if (kGrad) storef<O>(L.grad + r * C + j, n, O::mul(scale, kP == 2 ? d : O::sign(d)));
-    }, [&] { acc.fold(); });
+    }, [&]() KD_SWEEP_INLINE { acc.fold(); });
     const double row = acc.sum();
     if (L.row_out) L.row_out[r] += L.row_weight * row;
     total += row;
@@ -359,21 +404,20 @@ double feature_rows(const FeatureLayer<typename O::Scalar>& L, size_t r0, size_t
   return L.grad ? feature_rows_impl<O, 2, true>(L, r0, r1) : feature_rows_impl<O, 2, false>(L, r0, r1);
 }
 
-// |x|^beta with 0^beta = 0; beta 1 and 2 take exact shortcuts.
-template <class O>
-inline typename O::V abs_pow(typename O::V x, int mode, typename O::V beta) {
-  if (mode == 2) return O::mul(x, x);
+// |x|^beta with 0^beta = 0; beta 1 (kMode 1) and 2 (kMode 2) take exact shortcuts.
+template <class O, int kMode>
+inline typename O::V abs_pow(typename O::V x, typename O::V beta) {
+  if (kMode == 2) return O::mul(x, x);
   const typename O::V ax = O::abs(x);
-  if (mode == 1) return ax;
+  if (kMode == 1) return ax;
   return O::pos_or_zero(ax, O::exp(O::mul(beta, O::log(ax))));
 }
 
-template <class O, bool kGrad>
+template <class O, int kMode, bool kGrad>
 double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t r0, size_t r1) {
   using T = typename O::Scalar;
   using V = typename O::V;
   const size_t C = P.cols;
-  const int mode = P.beta == 2.0 ? 2 : (P.beta == 1.0 ? 1 : 0);
   const V beta = O::set1(static_cast<T>(P.beta));
   double total = 0.0;
   for (size_t r = r0; r < r1; ++r) {
@@ -381,10 +425,10 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
     const T* t = P.teacher + r * C;
     // Sweep 1: row sums of |x|^beta (tail lanes load 0, and 0^beta = 0).
     RowSum<O> ss, st;
-    sweep_fold<O>(C, [&](size_t j, size_t n) {
-      ss.add(abs_pow<O>(loadf<O>(s + j, n, 0), mode, beta));
-      st.add(abs_pow<O>(loadf<O>(t + j, n, 0), mode, beta));
-    }, [&] {
+    sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+      ss.add(abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta));
+      st.add(abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta));
+    }, [&]() KD_SWEEP_INLINE {
       ss.fold();
       st.fold();
     });
@@ -394,13 +438,18 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
     const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
     // Sweep 2: squared differences of the normalised maps; sum of g_i * a_i for the gradient.
     RowSum<O> sq, ga;
-    sweep_fold<O>(C, [&](size_t j, size_t n) {
-      const V as = O::mul(abs_pow<O>(loadf<O>(s + j, n, 0), mode, beta), vns);
-      const V at = O::mul(abs_pow<O>(loadf<O>(t + j, n, 0), mode, beta), vnt);
+    const bool prefetch_next = r + 1 < P.rows;  // the next row streams in while this one is in L1
+    sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+      if (prefetch_next) {
+        prefetch_chunk<O>(s + C, j);
+        prefetch_chunk<O>(t + C, j);
+      }
+      const V as = O::mul(abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta), vns);
+      const V at = O::mul(abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta), vnt);
       const V d = O::sub(as, at);
       sq.add(O::mul(d, d));
       if (kGrad) ga.add(O::mul(d, as));
-    }, [&] {
+    }, [&]() KD_SWEEP_INLINE {
       sq.fold();
       if (kGrad) ga.fold();
     });
@@ -415,11 +464,11 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
       const V sub_ga = O::set1(static_cast<T>(norm_s ? 2.0 * ga.sum() : 0.0));
       const V outer = O::set1(static_cast<T>(P.grad_scale * P.beta * ns));
       T* g = P.grad + r * C;
-      sweep<O>(C, [&](size_t j, size_t n) {
+      sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
         const V x = loadf<O>(s + j, n, 0);
-        const V ps = abs_pow<O>(x, mode, beta);
+        const V ps = abs_pow<O, kMode>(x, beta);
         const V as = O::mul(ps, vns);
-        const V at = O::mul(abs_pow<O>(loadf<O>(t + j, n, 0), mode, beta), vnt);
+        const V at = O::mul(abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta), vnt);
         const V gk = O::sub(O::mul(two, O::sub(as, at)), sub_ga);
         storef<O>(g + j, n, O::mul(outer, O::mul(O::nz_div(ps, x), gk)));
       });
@@ -428,25 +477,32 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
   return total;
 }
 
+template <class O, int kMode>
+double attention_rows_mode(const AttentionProblem<typename O::Scalar>& p, size_t r0, size_t r1) {
+  return p.grad ? attention_rows_impl<O, kMode, true>(p, r0, r1) : attention_rows_impl<O, kMode, false>(p, r0, r1);
+}
+
 template <class O>
 double attention_rows(const AttentionProblem<typename O::Scalar>& p, size_t r0, size_t r1) {
-  return p.grad ? attention_rows_impl<O, true>(p, r0, r1) : attention_rows_impl<O, false>(p, r0, r1);
+  if (p.beta == 2.0) return attention_rows_mode<O, 2>(p, r0, r1);
+  if (p.beta == 1.0) return attention_rows_mode<O, 1>(p, r0, r1);
+  return attention_rows_mode<O, 0>(p, r0, r1);
 }
 
 template <class O>
 void vexp(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
-  sweep<O>(n, [&](size_t j, size_t k) { storef<O>(out + j, k, O::exp(loadf<O>(in + j, k, 0))); });
+  sweep<O>(n, [&](size_t j, size_t k) KD_SWEEP_INLINE { storef<O>(out + j, k, O::exp(loadf<O>(in + j, k, 0))); });
 }
 
 template <class O>
 void vlog(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
-  sweep<O>(n, [&](size_t j, size_t k) { storef<O>(out + j, k, O::log(loadf<O>(in + j, k, 1))); });
+  sweep<O>(n, [&](size_t j, size_t k) KD_SWEEP_INLINE { storef<O>(out + j, k, O::log(loadf<O>(in + j, k, 1))); });
 }
 
 template <class O>
 double vsum(const typename O::Scalar* in, size_t n) {
   RowSum<O> acc;
-  sweep_fold<O>(n, [&](size_t j, size_t k) { acc.add(loadf<O>(in + j, k, 0)); }, [&] { acc.fold(); });
+  sweep_fold<O>(n, [&](size_t j, size_t k) KD_SWEEP_INLINE { acc.add(loadf<O>(in + j, k, 0)); }, [&]() KD_SWEEP_INLINE { acc.fold(); });
   return acc.sum();
 }
 

@@ -2,9 +2,13 @@
 // reference every SIMD variant is tested against.
 //
 // Every ops header provides the same interface (see kernels_impl.h for how it is used):
-//   V, Acc, N; load, load_n (tail load, fill value for lanes >= n), store, store_n, keep_n (zero lanes
-//   >= n), set1, add, sub, mul, div, fma, max, abs, sign, pos_or_zero, nz_div, exp, log,
-//   reduce_max, acc_zero, acc_add, acc_sum.
+//   V, Acc, N, kBlock; load, load_n (tail load, fill value for lanes >= n), store, store_n, keep_n (zero
+//   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, nz_div,
+//   in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), log, reduce_max, acc_zero, acc_add,
+//   acc_sum.
+// Row sums are kept as V partials over blocks of kBlock vectors and added into the (double) Acc once per
+// block (see sweep_fold in kernels_impl.h); kBlock == 1 here, which is plain double accumulation.
+// The SIMD ops headers add the primitives vecmath.h is written over (see there).
 // An ops header must define KD_ISA (the namespace the kernels are compiled into) before
 // kernels_impl.h is included.
 #pragma once
@@ -22,6 +26,7 @@ struct Ops {
   using V = T;
   using Acc = double;
   static constexpr size_t N = 1;
+  static constexpr size_t kBlock = 1;
 
   static V load(const T* p) { return *p; }
   static V load_n(const T* p, size_t, T) { return *p; }
@@ -48,6 +53,7 @@ struct Ops {
   static V in_range_or_zero(V x, V lo, V hi, V a) { return (x >= lo && x <= hi) ? a : T(0); }
 
   static V exp(V x);
+  static V exp_nonpos(V x) { return exp(x); }  // exp of x <= 0 (softmax arguments)
   static V log(V x);
 
   static T reduce_max(V v) { return v; }

@@ -1,0 +1,213 @@
+// AVX-512 (F, DQ, BW, VL) operations: 16 float / 8 double lanes, mask registers for tails, VSCALEF for
+// exp's final scaling. See ops_scalar.h for the kernel interface and vecmath.h for the primitives that
+// exp and log are written over. Compiled only into avx512.cc, with -mavx512f -mavx512dq -mavx512bw
+// -mavx512vl -mavx2 -mfma; KD_ISA must be defined (as avx512) before this header.
+#pragma once
+
+// GCC 12's AVX-512 intrinsics seed unmasked results with a self-initialised "undefined" vector, which
+// -Wall reports as uninitialised use wherever they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#include <math.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "vecmath.h"
+
+namespace kd {
+namespace KD_ISA {
+
+template <typename T>
+struct Ops;
+
+template <>
+struct Ops<float> {
+  using Scalar = float;
+  using V = __m512;
+  using I = __m512i;
+  using M = __mmask16;
+  struct Acc {
+    __m512d lo, hi;
+  };
+  static constexpr size_t N = 16;
+  static constexpr size_t kBlock = 8;  // vectors summed in float before widening to the double Acc
+  static constexpr bool kNativeScale = true;
+
+  static M tail(size_t n) { return static_cast<M>((1u << n) - 1u); }
+
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V load_n(const float* p, size_t n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail(n), p);
+  }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void store_n(float* p, size_t n, V v) { _mm512_mask_storeu_ps(p, tail(n), v); }
+  static V keep_n(V v, size_t n) { return _mm512_maskz_mov_ps(tail(n), v); }
+
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
+  // a > b ? a : b and a < b ? a : b, exactly as the scalar reference (VMAXPS / VMINPS semantics).
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static V abs(V a) { return _mm512_abs_ps(a); }
+  static V sign(V a) {
+    const V one = _mm512_or_ps(_mm512_and_ps(a, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_OQ), one);
+  }
+  static V pos_or_zero(V c, V v) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_GT_OQ), v);
+  }
+  static V nz_div(V a, V x) {
+    return _mm512_maskz_div_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ), a, x);
+  }
+  static V in_range_or_zero(V x, V lo, V hi, V a) {
+    const M in = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), x, hi, _CMP_LE_OQ);
+    return _mm512_maskz_mov_ps(in, a);
+  }
+
+  // vecmath primitives.
+  static V round(V x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // Operand order keeps NaN: VMAXPS / VMINPS return the second operand when either is NaN.
+  static V clamp(V x, V lo, V hi) { return _mm512_min_ps(hi, _mm512_max_ps(lo, x)); }
+  static V scalef(V p, V k) { return _mm512_scalef_ps(p, k); }
+  static I iset1(int32_t x) { return _mm512_set1_epi32(x); }
+  static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I iand(I a, I b) { return _mm512_and_si512(a, b); }
+  static I ior(I a, I b) { return _mm512_or_si512(a, b); }
+  static I shl_mant(I a) { return _mm512_slli_epi32(a, 23); }
+  static I shr_mant(I a) { return _mm512_srli_epi32(a, 23); }
+  static I as_int(V a) { return _mm512_castps_si512(a); }
+  static V as_float(I a) { return _mm512_castsi512_ps(a); }
+  static M lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+  static M eq(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+  static M mand(M a, M b) { return static_cast<M>(a & b); }
+  static V select(M m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }
+  static bool all(M m) { return m == 0xffff; }
+
+  KD_VM_INLINE static V exp(V x) { return vm::exp<Ops>(x); }
+  KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
+  KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+
+  static float reduce_max(V v) {
+    __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+  }
+  static Acc acc_zero() { return Acc{_mm512_setzero_pd(), _mm512_setzero_pd()}; }
+  static Acc acc_add(Acc a, V v) {
+    a.lo = _mm512_add_pd(a.lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    a.hi = _mm512_add_pd(a.hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+    return a;
+  }
+  static double acc_sum(Acc a) {
+    const __m512d s = _mm512_add_pd(a.lo, a.hi);
+    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+  }
+};
+
+template <>
+struct Ops<double> {
+  using Scalar = double;
+  using V = __m512d;
+  using I = __m512i;
+  using M = __mmask8;
+  using Acc = __m512d;
+  static constexpr size_t N = 8;
+  static constexpr size_t kBlock = 8;
+  static constexpr bool kNativeScale = true;
+
+  static M tail(size_t n) { return static_cast<M>((1u << n) - 1u); }
+
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static V load_n(const double* p, size_t n, double fill) {
+    return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail(n), p);
+  }
+  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static void store_n(double* p, size_t n, V v) { _mm512_mask_storeu_pd(p, tail(n), v); }
+  static V keep_n(V v, size_t n) { return _mm512_maskz_mov_pd(tail(n), v); }
+
+  static V set1(double x) { return _mm512_set1_pd(x); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V div(V a, V b) { return _mm512_div_pd(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm512_fnmadd_pd(a, b, c); }
+  static V max(V a, V b) { return _mm512_max_pd(a, b); }
+  static V min(V a, V b) { return _mm512_min_pd(a, b); }
+  static V abs(V a) { return _mm512_abs_pd(a); }
+  static V sign(V a) {
+    const V one = _mm512_or_pd(_mm512_and_pd(a, _mm512_set1_pd(-0.0)), _mm512_set1_pd(1.0));
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_NEQ_OQ), one);
+  }
+  static V pos_or_zero(V c, V v) {
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_GT_OQ), v);
+  }
+  static V nz_div(V a, V x) {
+    return _mm512_maskz_div_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_NEQ_UQ), a, x);
+  }
+  static V in_range_or_zero(V x, V lo, V hi, V a) {
+    const M in = _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask(x, lo, _CMP_GE_OQ), x, hi, _CMP_LE_OQ);
+    return _mm512_maskz_mov_pd(in, a);
+  }
+
+  static V round(V x) { return _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V clamp(V x, V lo, V hi) { return _mm512_min_pd(hi, _mm512_max_pd(lo, x)); }
+  static V scalef(V p, V k) { return _mm512_scalef_pd(p, k); }
+  static I iset1(int64_t x) { return _mm512_set1_epi64(x); }
+  static I iadd(I a, I b) { return _mm512_add_epi64(a, b); }
+  static I iand(I a, I b) { return _mm512_and_si512(a, b); }
+  static I ior(I a, I b) { return _mm512_or_si512(a, b); }
+  static I shl_mant(I a) { return _mm512_slli_epi64(a, 52); }
+  static I shr_mant(I a) { return _mm512_srli_epi64(a, 52); }
+  static I as_int(V a) { return _mm512_castpd_si512(a); }
+  static V as_float(I a) { return _mm512_castsi512_pd(a); }
+  static M lt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+  static M eq(V a, V b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+  static M mand(M a, M b) { return static_cast<M>(a & b); }
+  static V select(M m, V a, V b) { return _mm512_mask_blend_pd(m, b, a); }
+  static bool all(M m) { return m == 0xff; }
+
+  KD_VM_INLINE static V exp(V x) { return vm::exp<Ops>(x); }
+  KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
+  KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+
+  static double reduce_max(V v) {
+    __m256d m = _mm256_max_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd(m, 1));
+    h = _mm_max_sd(h, _mm_unpackhi_pd(h, h));
+    return _mm_cvtsd_f64(h);
+  }
+  static Acc acc_zero() { return _mm512_setzero_pd(); }
+  static Acc acc_add(Acc a, V v) { return _mm512_add_pd(a, v); }
+  static double acc_sum(Acc a) {
+    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+  }
+};
+
+}  // namespace KD_ISA
+}  // namespace kd

@@ -1,0 +1,226 @@
+// Vectorised exp and log for float and double, written once over an ISA's primitive operations and
+// compiled per ISA. Include this from an ops header (ops_avx2.h, ops_avx512.h, ops_neon.h) after
+// KD_ISA is defined: everything here lives in namespace kd::KD_ISA, so no inline function compiled
+// with one ISA's flags can be picked by the linker for another ISA. Nothing here instantiates a std::
+// template, for the same reason.
+//
+// The primitives a vecmath client O (an ISA's Ops<T>) provides, all lane-wise:
+//   types     Scalar (float / double), V (Scalar lanes), I (same-width integer lanes), M (lane mask)
+//   float     set1, add, sub, mul, div, fma(a, b, c) = a * b + c (fused), fnma(a, b, c) = c - a * b
+//             (fused), abs, round (to nearest, ties to even), clamp(x, lo, hi) (NaN stays NaN)
+//   integer   iset1, iadd, iand, ior, shl_mant / shr_mant (shift left / logical right by the mantissa
+//             width: 23 or 52), as_int / as_float (bit reinterpretation)
+//   masks     lt, le, gt, ge, eq (ordered: false where a lane is NaN), mand, select(m, a, b) (a where
+//             m, else b), all (every lane set)
+//   scaling   kNativeScale; if true, scalef(p, k) = p * 2^k for integral k, rounded once (subnormal
+//             results included), as AVX-512's VSCALEF does. Otherwise the two-step scale below.
+//
+// Accuracy (measured against glibc expf/logf in double for float, against expl/logl for double; float
+// exhaustively over every input, double over 2e8 random inputs across the whole range plus the edges;
+// see the report in the commit that added this file):
+//   exp float  : <= 1 ULP over all inputs; results in the subnormal range (x in [-103.97, -87.34]) are
+//                within 1 ULP of the subnormal grid. exp(x) = 0 for x < -103.97 (incl. -inf), +inf for
+//                x > 88.72 (incl. +inf), NaN for NaN.
+//   exp double : <= 1 ULP; subnormal results for x in [-745.13, -708.40] within 1 ULP of the subnormal
+//                grid; 0 below -745.13, +inf above 709.78, NaN for NaN.
+//   log float  : <= 1 ULP over all positive inputs, subnormals included.
+//   log double : <= 1 ULP, subnormals included.
+//   log(+-0) = -inf, log(x < 0) = NaN (also -inf), log(+inf) = +inf, log(NaN) = NaN.
+// (The measured maxima are lower still: see the constants' comments.)
+//
+// Algorithms.
+//   exp: k = round(x / ln2), r = x - k ln2 by Cody-Waite in two fused steps (the first exact), then
+//   e^r = 1 + r + r^2 q(r) on |r| <= ln2/2 with q a near-minimax polynomial (Chebyshev fit: degree 4
+//   for float, degree 10 for double), and e^x = 2^k e^r. The scale is one multiply by 2^k built in the
+//   exponent field while every lane's result is normal; otherwise x is clamped (so k stays bounded) and
+//   2^k is applied in two halves, 2^k1 (exact) then 2^k2, which rounds once, also into the subnormals
+//   and to 0 or +inf. AVX-512 applies 2^k with VSCALEF, which rounds once by itself.
+//   log: x = 2^e m with m in [sqrt(2)/2, sqrt(2)) by integer operations on the bits (subnormal inputs
+//   are first scaled by 2^23 / 2^52), f = m - 1, s = f / (2 + f), log(1 + f) = 2 atanh(s) =
+//   f - f^2/2 + s (f^2/2 + R(s^2)) with R(z) = z P(z) near-minimax (degree 2 for float, 6 for double),
+//   and log x = e ln2_hi + (f - (f^2/2 - (s (f^2/2 + R) + e ln2_lo))).
+#pragma once
+
+#include <math.h>
+
+#include <cstddef>
+#include <cstdint>
+
+// exp and log are inlined into every loop that calls them (GCC would otherwise call the versions with a
+// slow-path branch out of line, one call per vector).
+#if defined(__GNUC__)
+#define KD_VM_INLINE inline __attribute__((always_inline))
+#else
+#define KD_VM_INLINE inline
+#endif
+
+namespace kd {
+namespace KD_ISA {
+namespace vm {
+
+template <typename T>
+struct Consts;
+
+template <>
+struct Consts<float> {
+  using Int = int32_t;
+  static constexpr float kLog2e = 1.44269502162933349609375f;
+  static constexpr float kLn2Hi = 0.693147182464599609375f;        // nearest float to ln 2
+  static constexpr float kLn2Lo = -1.9046542121259336e-09f;         // ln 2 - kLn2Hi
+  // exp clamp: below kExpLo every result rounds to 0, above kExpHi to +inf.
+  static constexpr float kExpLo = -104.0f;
+  static constexpr float kExpHi = 89.0f;
+  static constexpr float kMaxNormalK = 126.0f;  // |k| <= this: 2^k is normal, one multiply suffices
+  // pow2i: k + kPow2Magic puts k + bias in the low mantissa bits.
+  static constexpr float kPow2Magic = 12582912.0f + 127.0f;  // 1.5 * 2^23 + bias
+  // q(r) ~ (e^r - 1 - r) / r^2 on [-ln2/2, ln2/2], |error| < 6.5e-8 (times r^2 < 0.121).
+  static constexpr int kExpDeg = 6;
+  static constexpr float kExpP[kExpDeg + 1] = {1.0f, 1.0f, 0.5f, 0.16666577756404877f, 0.041666556149721146f,
+                                               0.008363173343241215f, 0.0013926175888627768f};
+  // log
+  static constexpr float kMinNormal = 1.17549435082228750797e-38f;
+  static constexpr float kSubScale = 8388608.0f;  // 2^23
+  static constexpr float kSubShift = 23.0f;
+  static constexpr Int kOneMinusSqrtHalf = 0x3f800000 - 0x3f3504f3;
+  static constexpr Int kSqrtHalf = 0x3f3504f3;
+  static constexpr Int kMantMask = 0x007fffff;
+  static constexpr Int kExpMagicBits = 0x4b000000;  // 2^23
+  static constexpr float kExpMagic = 8388608.0f + 127.0f;
+  // P(z) ~ (2 atanh(s) - 2 s) / s^3, z = s^2 in [0, 0.0295]; |error| * s^3 < 1e-9.
+  static constexpr int kLogDeg = 2;
+  static constexpr float kLogP[kLogDeg + 1] = {0.6666668653488159f, 0.3998878002166748f,
+                                               0.29579949378967285f};
+};
+
+template <>
+struct Consts<double> {
+  using Int = int64_t;
+  static constexpr double kLog2e = 1.4426950408889634;
+  static constexpr double kLn2Hi = 0.6931471805599453;     // nearest double to ln 2
+  static constexpr double kLn2Lo = 2.3190468138462996e-17;  // ln 2 - kLn2Hi
+  static constexpr double kExpLo = -746.0;
+  static constexpr double kExpHi = 710.0;
+  static constexpr double kMaxNormalK = 1022.0;
+  static constexpr double kPow2Magic = 6755399441055744.0 + 1023.0;  // 1.5 * 2^52 + bias
+  // q(r) ~ (e^r - 1 - r) / r^2 on [-ln2/2, ln2/2], |error| < 1.4e-18.
+  static constexpr int kExpDeg = 11;
+  static constexpr double kExpP[kExpDeg + 1] = {
+      1.0, 1.0, 0.5000000000000001, 0.16666666666666669, 0.041666666666624164, 0.008333333333330065,
+      0.0013888888917196719, 0.00019841269863040545, 2.4801521322368692e-05, 2.7557268480310024e-06,
+      2.7620075879983367e-07, 2.5100375832561234e-08};
+  static constexpr double kMinNormal = 2.2250738585072013830902e-308;
+  static constexpr double kSubScale = 4503599627370496.0;  // 2^52
+  static constexpr double kSubShift = 52.0;
+  static constexpr Int kOneMinusSqrtHalf = 0x3ff0000000000000LL - 0x3fe6a09e667f3bcdLL;
+  static constexpr Int kSqrtHalf = 0x3fe6a09e667f3bcdLL;
+  static constexpr Int kMantMask = 0x000fffffffffffffLL;
+  static constexpr Int kExpMagicBits = 0x4330000000000000LL;  // 2^52
+  static constexpr double kExpMagic = 4503599627370496.0 + 1023.0;
+  // P(z) ~ (2 atanh(s) - 2 s) / s^3, z = s^2 in [0, 0.0295]; |error| * s^3 < 1.6e-18.
+  static constexpr int kLogDeg = 6;
+  static constexpr double kLogP[kLogDeg + 1] = {0.666666666666667,   0.39999999999899505, 0.28571428625975487,
+                                                0.2222221113479508,  0.18182889125261723, 0.15331721600556042,
+                                                0.14616449685043406};
+};
+
+// c[0] + x c[1] + ... + x^D c[D] by Horner's rule.
+template <class O, int D>
+KD_VM_INLINE typename O::V horner(typename O::V x, const typename O::Scalar (&c)[D + 1]) {
+  typename O::V acc = O::set1(c[D]);
+  for (int i = D - 1; i >= 0; --i) acc = O::fma(acc, x, O::set1(c[i]));
+  return acc;
+}
+
+// 2^k for integral k with 2^k normal (|k| <= 126 for float, 1022 for double), built in the exponent
+// field: k + 1.5 * 2^mant + bias leaves k + bias in the low mantissa bits, which the shift moves into
+// the exponent field (and the magic's own bits out of the word).
+template <class O>
+KD_VM_INLINE typename O::V pow2i(typename O::V k) {
+  using C = Consts<typename O::Scalar>;
+  return O::as_float(O::shl_mant(O::as_int(O::add(k, O::set1(C::kPow2Magic)))));
+}
+
+// p * 2^k for integral k, |k| <= 2 * kMaxNormalK + 2, rounded once: 2^k1 with k1 = round(k / 2) is
+// exact, the second factor 2^(k - k1) then rounds into the subnormals, to 0 or to +inf.
+template <class O>
+KD_VM_INLINE typename O::V scale_two_step(typename O::V p, typename O::V k) {
+  const typename O::V k1 = O::round(O::mul(k, O::set1(static_cast<typename O::Scalar>(0.5))));
+  const typename O::V k2 = O::sub(k, k1);
+  return O::mul(O::mul(p, pow2i<O>(k1)), pow2i<O>(k2));
+}
+
+// exp; kNonPositive: the caller guarantees x <= 0, -inf or NaN (softmax arguments x - max), so only the
+// lower clamp is needed.
+template <class O, bool kNonPositive>
+KD_VM_INLINE typename O::V exp_impl(typename O::V x) {
+  using V = typename O::V;
+  using C = Consts<typename O::Scalar>;
+  // Clamping keeps k bounded; every result below / above the clamp is 0 / +inf anyway. NaN stays NaN
+  // (and then poisons r).
+  if constexpr (kNonPositive) {
+    x = O::max(O::set1(C::kExpLo), x);  // lo > x ? lo : x, which keeps NaN
+  } else {
+    x = O::clamp(x, O::set1(C::kExpLo), O::set1(C::kExpHi));
+  }
+  const V k = O::round(O::mul(x, O::set1(C::kLog2e)));
+  V r = O::fnma(k, O::set1(C::kLn2Hi), x);  // exact (k ln2_hi has no bits below x's and r's ulp)
+  r = O::fnma(k, O::set1(C::kLn2Lo), r);
+  const V p = horner<O, C::kExpDeg>(r, C::kExpP);  // e^r in [0.70, 1.42]
+  if constexpr (O::kNativeScale) {
+    return O::scalef(p, k);
+  } else {
+    if (O::all(O::le(O::abs(k), O::set1(C::kMaxNormalK)))) return O::mul(p, pow2i<O>(k));
+    return scale_two_step<O>(p, k);
+  }
+}
+
+template <class O>
+KD_VM_INLINE typename O::V exp(typename O::V x) {
+  return exp_impl<O, false>(x);
+}
+
+// exp for x <= 0 (also -inf and NaN), one operation cheaper; other x give unspecified results.
+template <class O>
+KD_VM_INLINE typename O::V exp_nonpos(typename O::V x) {
+  return exp_impl<O, true>(x);
+}
+
+template <class O>
+KD_VM_INLINE typename O::V log(typename O::V x) {
+  using V = typename O::V;
+  using I = typename O::I;
+  using C = Consts<typename O::Scalar>;
+  // Positive normal finite lanes take the plain path; anything else (subnormal, 0, negative, inf, NaN)
+  // in the vector adds the prescale and the fix-ups.
+  const bool special = !O::all(O::mand(O::ge(x, O::set1(C::kMinNormal)), O::lt(x, O::set1(INFINITY))));
+  V xs = x;
+  V e_adj = O::set1(0);
+  if (special) {
+    const auto sub = O::lt(x, O::set1(C::kMinNormal));
+    xs = O::select(sub, O::mul(x, O::set1(C::kSubScale)), x);
+    e_adj = O::select(sub, O::set1(-C::kSubShift), e_adj);
+  }
+  // x = 2^e m, m in [sqrt(2)/2, sqrt(2)).
+  I ix = O::iadd(O::as_int(xs), O::iset1(C::kOneMinusSqrtHalf));
+  const V e = O::add(
+      O::sub(O::as_float(O::ior(O::shr_mant(ix), O::iset1(C::kExpMagicBits))), O::set1(C::kExpMagic)),
+      e_adj);
+  ix = O::iadd(O::iand(ix, O::iset1(C::kMantMask)), O::iset1(C::kSqrtHalf));
+  const V f = O::sub(O::as_float(ix), O::set1(1));
+  const V s = O::div(f, O::add(f, O::set1(2)));
+  const V z = O::mul(s, s);
+  const V R = O::mul(z, horner<O, C::kLogDeg>(z, C::kLogP));
+  const V hfsq = O::mul(O::set1(static_cast<typename O::Scalar>(0.5)), O::mul(f, f));
+  const V t = O::fma(s, O::add(hfsq, R), O::mul(e, O::set1(C::kLn2Lo)));
+  V res = O::fma(e, O::set1(C::kLn2Hi), O::sub(f, O::sub(hfsq, t)));
+  if (special) {
+    const V zero = O::set1(0);
+    res = O::select(O::gt(x, zero), res, O::select(O::eq(x, zero), O::set1(-INFINITY), O::set1(NAN)));
+    res = O::select(O::eq(x, O::set1(INFINITY)), x, res);
+  }
+  return res;
+}
+
+}  // namespace vm
+}  // namespace KD_ISA
+}  // namespace kd

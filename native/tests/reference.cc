@@ -1,0 +1,249 @@
+#include "reference.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace kdt {
+
+namespace {
+
+constexpr LD kInf = std::numeric_limits<LD>::infinity();
+
+// Softmax of x / T by log-sum-exp: z_j = (x_j - max) / T, logp_j = z_j - log(sum exp(z)).
+struct Softmax {
+  std::vector<LD> z, p, logp;
+  LD lse = 0;
+  LD cond = 0;  // sum_j p_j |z_j|: conditioning of the normaliser (see reference.h)
+};
+
+// Probabilities whose exp(z_j) is below z_min underflow to exactly 0 in the element type (the kernels
+// compute exp(z_j) in it): they count as 0, which matters only where they multiply an infinite
+// log ratio (a teacher probability of ~1e-3000 against a student logit of -inf).
+Softmax softmax(const LD* x, size_t n, LD temperature, LD z_min) {
+  Softmax r;
+  r.z.resize(n);
+  r.p.resize(n);
+  r.logp.resize(n);
+  LD m = -kInf;
+  for (size_t j = 0; j < n; ++j) m = std::max(m, x[j]);
+  LD sum = 0;
+  for (size_t j = 0; j < n; ++j) {
+    r.z[j] = x[j] == -kInf ? -kInf : (x[j] - m) / temperature;
+    sum += std::exp(r.z[j]);
+  }
+  r.lse = std::log(sum);
+  for (size_t j = 0; j < n; ++j) {
+    r.logp[j] = r.z[j] - r.lse;
+    r.p[j] = r.z[j] < z_min ? 0 : std::exp(r.logp[j]);
+    if (r.p[j] > 0) r.cond += r.p[j] * std::fabs(r.z[j]);
+  }
+  return r;
+}
+
+// p * f with 0 * anything = 0 (a zero probability or weight contributes nothing).
+LD wt(LD p, LD f) { return p == 0 ? 0 : p * f; }
+
+}  // namespace
+
+KdRowRef kd_row_ref(const KdRowIn& in) {
+  const size_t C = in.cols;
+  KdRowRef r;
+  const Softmax S = softmax(in.s, C, in.temperature, in.underflow_z);
+  const Softmax Tt = softmax(in.t, C, in.temperature, in.underflow_z);
+
+  // KL(p_t || p_s) = sum_j p_t,j (log p_t,j - log p_s,j).
+  r.soft = 0;
+  r.soft_mag = 1 + S.cond + Tt.cond;
+  for (size_t j = 0; j < C; ++j) {
+    r.soft += wt(Tt.p[j], Tt.logp[j] - S.logp[j]);
+    r.soft_mag += wt(Tt.p[j], std::fabs(Tt.z[j]) + std::fabs(S.z[j]));
+  }
+
+  // Targets with label smoothing: y'_j = (1 - ls) y_j + ls / C, y = the row or one-hot(cls).
+  std::vector<LD> y(C), yp(C);
+  LD ysum = 0, ysum_abs = 0;
+  for (size_t j = 0; j < C; ++j) {
+    y[j] = in.y != nullptr ? in.y[j] : (static_cast<int64_t>(j) == in.cls ? 1 : 0);
+    yp[j] = (1 - in.label_smoothing) * y[j] + in.label_smoothing / static_cast<LD>(C);
+    ysum += yp[j];
+    ysum_abs += std::fabs(yp[j]);
+  }
+
+  std::vector<LD> gh(C, 0), gh_mag(C, 0);  // dHard/ds and its magnitude
+  switch (in.hard) {
+    case kd::HardKind::kNone:
+      break;
+    case kd::HardKind::kCrossEntropyLogits: {
+      // -sum_j y'_j log_softmax(s)_j at temperature 1, as PyTorch's cross_entropy computes it:
+      //   class index: (1 - ls) * (-log_softmax(s)_c) + (ls > 0 ? ls / C * sum_j -log_softmax(s)_j : 0)
+      //   matrix:      -sum_j ((1 - ls) y_j + ls / C) log_softmax(s)_j   (IEEE products)
+      // They differ only where a student logit is -inf: with class indices and ls = 0 the loss stays
+      // finite; a smoothed target puts mass on every class, so the loss is +inf.
+      const Softmax Q = softmax(in.s, C, 1, in.underflow_z);
+      const LD ls = in.label_smoothing;
+      if (in.y == nullptr) {
+        r.hard = -(1 - ls) * Q.logp[static_cast<size_t>(in.cls)];
+        if (ls > 0) {
+          for (size_t j = 0; j < C; ++j) r.hard -= ls / static_cast<LD>(C) * Q.logp[j];
+        }
+      } else {
+        for (size_t j = 0; j < C; ++j) r.hard -= yp[j] * Q.logp[j];
+      }
+      r.hard_mag = ysum_abs * (1 + std::fabs(Q.lse) + Q.cond);
+      for (size_t j = 0; j < C; ++j) {
+        r.hard_mag += wt(std::fabs(yp[j]), std::fabs(Q.z[j]));
+        gh[j] = ysum * Q.p[j] - yp[j];
+        gh_mag[j] = wt(std::fabs(ysum) * Q.p[j], 1 + std::fabs(Q.z[j]) + Q.cond) + std::fabs(yp[j]);
+      }
+      break;
+    }
+    case kd::HardKind::kCrossEntropyProbs: {
+      // -sum_j y'_j ln(clamp(s_j, eps, 1 - eps)).
+      for (size_t j = 0; j < C; ++j) {
+        const LD c = std::min(std::max(in.s[j], in.clamp_lo), in.clamp_hi);
+        r.hard -= wt(yp[j], std::log(c));
+        // ln of a bound rounded to the element type is off by ~u: the "1 +".
+        r.hard_mag += wt(std::fabs(yp[j]), 1 + std::fabs(std::log(c)));
+        const bool inside = in.s[j] >= in.clamp_lo && in.s[j] <= in.clamp_hi;
+        gh[j] = inside ? -yp[j] / in.s[j] : 0;
+        gh_mag[j] = std::fabs(gh[j]);
+      }
+      break;
+    }
+    case kd::HardKind::kMse: {
+      // sum_j (s_j - y_j)^2 / C.
+      const LD n = static_cast<LD>(C);
+      for (size_t j = 0; j < C; ++j) {
+        const LD d = in.s[j] - y[j];
+        const LD a = std::fabs(in.s[j]) + std::fabs(y[j]);
+        r.hard += d * d / n;
+        r.hard_mag += a * a / n;
+        gh[j] = 2 * d / n;
+        gh_mag[j] = 2 * a / n;
+      }
+      break;
+    }
+  }
+
+  if (in.grad) {
+    // soft_scale * (p_s - p_t) / T + hard_scale * dHard/ds.
+    r.grad.resize(C);
+    r.grad_mag.resize(C);
+    const LD gs = in.grad_soft_scale / in.temperature;
+    for (size_t j = 0; j < C; ++j) {
+      r.grad[j] = gs * (S.p[j] - Tt.p[j]) + in.grad_hard_scale * gh[j];
+      r.grad_mag[j] = std::fabs(gs) * (wt(S.p[j], 1 + std::fabs(S.z[j]) + S.cond) +
+                                       wt(Tt.p[j], 1 + std::fabs(Tt.z[j]) + Tt.cond)) +
+                      std::fabs(in.grad_hard_scale) * gh_mag[j];
+    }
+  }
+  return r;
+}
+
+RowRef feature_row_ref(const LD* s, const LD* t, size_t cols, int p, bool grad, LD grad_scale) {
+  RowRef r;
+  if (grad) {
+    r.grad.resize(cols);
+    r.grad_mag.resize(cols);
+  }
+  for (size_t j = 0; j < cols; ++j) {
+    const LD d = s[j] - t[j];
+    const LD a = std::fabs(s[j]) + std::fabs(t[j]);  // the subtraction rounds relative to this
+    if (p == 1) {
+      r.value += std::fabs(d);
+      r.mag += a;
+    } else {
+      r.value += d * d;
+      r.mag += a * std::fabs(d) * 2 + d * d;
+    }
+    if (grad) {
+      const LD sign = d > 0 ? 1 : (d < 0 ? -1 : 0);
+      r.grad[j] = p == 1 ? grad_scale * sign : grad_scale * 2 * d;
+      r.grad_mag[j] = p == 1 ? std::fabs(grad_scale) : std::fabs(grad_scale) * 2 * (std::fabs(d) + a);
+    }
+  }
+  return r;
+}
+
+namespace {
+
+// |x|^beta per element (0^beta = 0), normalised by the row sum where that sum > 1e-8. cond[j] is the
+// relative error scale of a[j] (pow via exp(beta ln|x|) carries ~|beta ln|x|| u, plus the sum's).
+struct AttMap {
+  std::vector<LD> pw, a, cond;
+  LD sum = 0, inv = 1;
+  bool normalised = false;
+};
+
+AttMap att_map(const LD* x, size_t n, LD beta) {
+  AttMap m;
+  m.pw.resize(n);
+  m.a.resize(n);
+  m.cond.resize(n);
+  for (size_t j = 0; j < n; ++j) {
+    const LD ax = std::fabs(x[j]);
+    m.pw[j] = ax == 0 ? 0 : std::pow(ax, beta);
+    m.cond[j] = ax == 0 ? 0 : 1 + std::fabs(beta * std::log(ax));
+    m.sum += m.pw[j];
+  }
+  m.normalised = m.sum > 1e-8L;
+  m.inv = m.normalised ? 1 / m.sum : 1;
+  LD cbar = 0;
+  for (size_t j = 0; j < n; ++j) {
+    m.a[j] = m.pw[j] * m.inv;
+    if (m.normalised) cbar += m.a[j] * m.cond[j];
+  }
+  for (size_t j = 0; j < n; ++j) m.cond[j] += cbar + 1;
+  return m;
+}
+
+}  // namespace
+
+RowRef attention_row_ref(const LD* s, const LD* t, size_t cols, LD beta, bool grad, LD grad_scale,
+                         LD u) {
+  RowRef r;
+  const AttMap ms = att_map(s, cols, beta);
+  const AttMap mt = att_map(t, cols, beta);
+  std::vector<LD> d(cols), e(cols);
+  LD e2 = 0;
+  for (size_t j = 0; j < cols; ++j) {
+    d[j] = ms.a[j] - mt.a[j];
+    e[j] = ms.a[j] * ms.cond[j] + mt.a[j] * mt.cond[j];  // error scale of d[j] / u
+    r.value += d[j] * d[j];
+    r.mag += 2 * std::fabs(d[j]) * e[j];
+    e2 += e[j] * e[j];
+  }
+  r.mag += u * e2;
+  if (!grad) return r;
+
+  // value = sum_i (a_i - b_i)^2 with a_i = P_i / S (normalised) or P_i, P_i = |x_i|^beta:
+  //   d value / d x_k = beta |x_k|^(beta-1) sign(x_k) / S * (g_k - sum_i g_i a_i)   (normalised)
+  //                   = beta |x_k|^(beta-1) sign(x_k) * g_k                          (otherwise)
+  // with g_i = 2 (a_i - b_i); 0 at x_k = 0.
+  LD ga = 0, ga_mag = 0;
+  if (ms.normalised) {
+    for (size_t j = 0; j < cols; ++j) {
+      ga += 2 * d[j] * ms.a[j];
+      ga_mag += 2 * (e[j] * ms.a[j] + std::fabs(d[j]) * ms.a[j] * ms.cond[j]);
+    }
+  }
+  r.grad.resize(cols);
+  r.grad_mag.resize(cols);
+  for (size_t j = 0; j < cols; ++j) {
+    const LD ax = std::fabs(s[j]);
+    if (ax == 0) {
+      r.grad[j] = 0;
+      r.grad_mag[j] = 0;
+      continue;
+    }
+    const LD sign = s[j] > 0 ? 1 : -1;
+    const LD outer = grad_scale * beta * std::pow(ax, beta - 1) * sign * ms.inv;
+    const LD gk = 2 * d[j] - ga;
+    r.grad[j] = outer * gk;
+    r.grad_mag[j] = std::fabs(outer) * ((2 * std::fabs(d[j]) + std::fabs(ga)) * (1 + ms.cond[j]) +
+                                        2 * e[j] + ga_mag);
+  }
+  return r;
+}
+
+}  // namespace kdt

@@ -1,0 +1,10 @@
+// The test suites of the native test program (see test_main.cc).
+#pragma once
+
+namespace kdt {
+
+void suite_kd();       // test_kd.cc: KernelSet::kd_rows
+void suite_maps();     // test_maps.cc: KernelSet::feature_rows, ::attention_rows, ::sum
+void suite_vecmath();  // test_vecmath.cc: KernelSet::exp, ::log in ULP
+
+}  // namespace kdt
