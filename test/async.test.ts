@@ -67,7 +67,8 @@ forEachBackend('async API', (backend) => {
 
   if (backend === 'native') {
     it('keeps the event loop running during a large call', async () => {
-      const rows = 2048;
+      // Long enough (tens of ms) that the completion cannot beat the next loop turn even on a loaded machine.
+      const rows = 8192;
       const cols = 1000;
       const s = toF32(rng.matrix(rows, cols, 3));
       const t = toF32(rng.matrix(rows, cols, 3));

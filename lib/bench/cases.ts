@@ -3,7 +3,7 @@
  * @module
  */
 import type { DType, FloatArray } from '../matrix';
-import type { CaseSpec } from './types';
+import type { CaseSpec, ThreadCaseSpec } from './types';
 
 /** Distillation settings of every KD case: T = 4, alpha = 0.7, CrossEntropyLoss (from logits). */
 export const KD_T = 4;
@@ -21,6 +21,22 @@ const KD_SHAPES: readonly [number, number][] = [
   [4096, 1000],
   [32768, 128],
 ];
+/**
+ * Extra sizes of the KD float32 one-hot series (the chart's x axis): with 2x3, 64x10 and the two
+ * large shapes they span 6 to 4.2M elements. 1000 classes, like the 4096x1000 case.
+ */
+const KD_SWEEP: readonly [number, number][] = [
+  [4, 1000],
+  [32, 1000],
+  [256, 1000],
+  [1024, 1000],
+];
+/** The async thread-scaling shapes (float32, one-hot) and the thread counts they run with. */
+const THREAD_SHAPES: readonly [number, number][] = [
+  [4096, 1000],
+  [32768, 128],
+];
+export const THREAD_COUNTS: readonly number[] = [1, 2];
 const MAP_ROWS = 256;
 const MAP_COLS = 4096;
 
@@ -77,7 +93,12 @@ function mapSpec(kind: 'feature' | 'attention', dtype: DType, grad: boolean): Ca
 /** Every case, in table order. */
 export function allCases(): CaseSpec[] {
   const cases: CaseSpec[] = [];
-  for (const [rows, cols] of KD_SHAPES) {
+  const kdShapes = [...KD_SHAPES, ...KD_SWEEP].sort((a, b) => a[0] * a[1] - b[0] * b[1]);
+  for (const [rows, cols] of kdShapes) {
+    if (KD_SWEEP.some(([r, c]) => r === rows && c === cols)) {
+      cases.push(kdSpec('float32', rows, cols, 'onehot', false));
+      continue;
+    }
     for (const targets of ['onehot', 'index'] as const) {
       for (const dtype of DTYPES) cases.push(kdSpec(dtype, rows, cols, targets, false));
     }
@@ -94,6 +115,30 @@ export function allCases(): CaseSpec[] {
 /** Cases whose id contains one of the filters (all cases without filters). */
 export function selectCases(filter: string[] | undefined): CaseSpec[] {
   const all = allCases();
+  if (!filter || filter.length === 0) return all;
+  return all.filter((c) => filter.some((f) => c.id.includes(f)));
+}
+
+/** Every async thread-scaling case, e.g. 'kd 4096x1000 onehot float32 async'. */
+export function allThreadCases(): ThreadCaseSpec[] {
+  return THREAD_SHAPES.map(([rows, cols]) => {
+    const sync = kdSpec('float32', rows, cols, 'onehot', false);
+    return {
+      id: `${sync.id} async`,
+      label: sync.label,
+      syncId: sync.id,
+      dtype: sync.dtype,
+      rows,
+      cols,
+      targets: 'onehot',
+      elements: sync.elements,
+    };
+  });
+}
+
+/** Thread-scaling cases whose id contains one of the filters (all without filters). */
+export function selectThreadCases(filter: string[] | undefined): ThreadCaseSpec[] {
+  const all = allThreadCases();
   if (!filter || filter.length === 0) return all;
   return all.filter((c) => filter.some((f) => c.id.includes(f)));
 }

@@ -8,6 +8,7 @@ import { AttentionTransferLoss, DistillationLoss, FeatureDistillationLoss, getBa
 import { nativeAddon } from '../backend';
 import type { DType, FloatArray, Matrix } from '../matrix';
 import {
+  allThreadCases,
   ATTENTION_BETA,
   FEATURE_LAYERS,
   FEATURE_P,
@@ -18,7 +19,7 @@ import {
   randomClasses,
   selectCases,
 } from './cases';
-import { measure } from './measure';
+import { measure, measureAsync } from './measure';
 import type { CaseMeasurement, CaseSpec, ChildOptions, Roofline, Timing, TimingPolicy, VariantReport } from './types';
 
 /** Inputs shared by the cases of one shape and dtype (all preallocated before timing). */
@@ -142,7 +143,7 @@ class Probes {
 }
 
 /** Measures every selected case on the backend/variant this process runs. */
-export function measureVariant(opts: ChildOptions): VariantReport {
+export async function measureVariant(opts: ChildOptions): Promise<VariantReport> {
   const start = Date.now();
   const isJs = opts.variant === 'js';
   if (isJs) setBackend('js');
@@ -174,6 +175,12 @@ export function measureVariant(opts: ChildOptions): VariantReport {
     policy,
   );
   log(`api 64x10 float32: ${api.medianNs.toFixed(0)} ns`);
+  // The same call through the async API, each call awaited before the next.
+  const [asyncApi] = await measureAsync(
+    [() => apiKd.computeDistillationAsync(apiInputs.students[0], apiInputs.teachers[0], apiInputs.idx)],
+    policy,
+  );
+  log(`async api 64x10 float32: ${asyncApi.medianNs.toFixed(0)} ns`);
 
   const cache = new Map<string, Inputs>();
   const results: Record<string, CaseMeasurement> = {};
@@ -191,19 +198,47 @@ export function measureVariant(opts: ChildOptions): VariantReport {
     results[c.id] = { ...t, roofline };
     log(`${c.id}: ${(t.medianNs / 1e6).toFixed(3)} ms (${t.samples} samples x ${t.batch})`);
   });
+  cache.clear();
+
+  // Async thread scaling: forwardAsync at each thread count, measured interleaved.
+  const threads: Record<string, Record<string, Timing>> = {};
+  for (const tc of allThreadCases().filter((c) => opts.threadCaseIds.includes(c.id))) {
+    const spec = selectCases([tc.syncId])[0];
+    const inp = buildInputs(spec);
+    const kd = new DistillationLoss(KD_T, KD_ALPHA);
+    const y = tc.targets === 'onehot' ? inp.oneHot! : inp.idx;
+    const fns = opts.threadCounts.map((n) => {
+      const o = { threads: n };
+      return () => kd.forwardAsync(inp.students[0], inp.teachers[0], y, o);
+    });
+    const timings = await measureAsync(fns, policy);
+    threads[tc.id] = {};
+    opts.threadCounts.forEach((n, i) => {
+      threads[tc.id][String(n)] = timings[i];
+      log(`${tc.id} ${n} thread${n === 1 ? '' : 's'}: ${(timings[i].medianNs / 1e6).toFixed(3)} ms (${timings[i].samples} samples x ${timings[i].batch})`);
+    });
+  }
+
   return {
     variant: opts.variant,
     backend: isJs ? 'js' : 'native',
     isa: isJs ? null : isa(),
     expPerSec: probes ? probes.expPerSec : null,
     api,
+    asyncApi,
     cases: results,
+    threads,
     elapsedMs: Date.now() - start,
   };
 }
 
 if (require.main === module) {
   const opts = JSON.parse(process.argv[2] ?? '') as ChildOptions;
-  const report = measureVariant(opts);
-  process.stdout.write(`${JSON.stringify(report)}\n`);
+  measureVariant(opts).then(
+    (report) => process.stdout.write(`${JSON.stringify(report)}\n`),
+    (err: Error) => {
+      process.stderr.write(`${err.stack ?? err.message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -92,13 +92,17 @@ export function formatResults(r: BenchResults): string {
       ]);
     }
   }
-  out.push(
-    table(
-      ['case', 'dtype', 'variant', 'median', 'elem/s', 'x js', 'grad/fwd', 'roofline', 'bound', 'calls'],
-      rows,
-      ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'l', 'r'],
-    ),
-  );
+  if (rows.length > 0) {
+    out.push(
+      table(
+        ['case', 'dtype', 'variant', 'median', 'elem/s', 'x js', 'grad/fwd', 'roofline', 'bound', 'calls'],
+        rows,
+        ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'l', 'r'],
+      ),
+    );
+  } else {
+    out.push('(no synchronous case selected)');
+  }
   if (r.cases.some((c) => Object.values(c.results).some((x) => x.rooflineFraction !== null && x.rooflineFraction > 1.05))) {
     out.push(
       "\n* over 100%: that variant's own vecmath('sum') is slower than the kernel (the probe is not bandwidth-bound); machineRooflineFraction in the JSON uses the fastest sum probe of the run.",
@@ -111,6 +115,41 @@ export function formatResults(r: BenchResults): string {
       .map((v) => `${v} ${fmtTime(r.api[v].medianNs)}`)
       .join(', ')}`,
   );
+
+  out.push(
+    `Async latency, 64x10 float32 computeDistillationAsync (default threads, awaited one call at a time), median per call: ${r.variants
+      .filter((v) => r.asyncApi?.[v])
+      .map((v) => `${v} ${fmtTime(r.asyncApi[v].medianNs)}`)
+      .join(', ')}`,
+  );
+
+  const th = r.threads;
+  if (th && th.variant !== null && th.cases.length > 0) {
+    const lo = th.counts[0];
+    const hi = th.counts[th.counts.length - 1];
+    const threadRows = th.cases.map((c) => [
+      c.label,
+      c.dtype,
+      c.syncMedianNs === null ? '-' : fmtTime(c.syncMedianNs),
+      ...th.counts.flatMap((n) => {
+        const x = c.results[String(n)];
+        return x ? [fmtTime(x.medianNs), fmtRate(x.elementsPerSec), x.cpuPerWall === undefined ? '-' : x.cpuPerWall.toFixed(2)] : ['-', '-', '-'];
+      }),
+      fmtRatio(c.speedup),
+    ]);
+    out.push('');
+    out.push(`Async thread scaling on ${th.variant} (forwardAsync with { threads }, awaited one call at a time):`);
+    out.push(
+      table(
+        ['case', 'dtype', 'sync 1t', ...th.counts.flatMap((n) => [`${n}t median`, `${n}t elem/s`, `${n}t cores`]), `${hi}t vs ${lo}t`],
+        threadRows,
+        ['l', 'l', 'r', ...th.counts.flatMap(() => ['r', 'r', 'r'] as Align[]), 'r'],
+      ),
+    );
+    out.push(
+      `(cores: CPU time of the process / wall time during the calls, i.e. the cores the threads actually got; load average ${m.loadAverage.join(' ')} on ${m.cores} cores)`,
+    );
+  }
 
   if (r.checks.length > 0) {
     const vs = [...new Set(r.checks.map((c) => c.variant))];

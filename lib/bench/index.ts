@@ -1,5 +1,5 @@
 /**
- * The benchmark suite (`npm run bench`, later `kdloss bench`): one child process per kernel variant
+ * The benchmark suite (`kdloss bench`, `npm run bench`): one child process per kernel variant
  * (and one for the js backend) measures every case; the parent merges, adds rooflines and ratios,
  * and evaluates the performance targets. A benchmark, never a test.
  * @module
@@ -9,7 +9,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { DType } from '../matrix';
-import { selectCases } from './cases';
+import { selectCases, selectThreadCases, THREAD_COUNTS } from './cases';
+import { renderChart } from './svg';
 import type {
   BenchOptions,
   BenchResults,
@@ -18,14 +19,16 @@ import type {
   ChildOptions,
   MachineInfo,
   Timing,
+  ThreadCaseResult,
   TimingPolicy,
   VariantCaseResult,
   VariantReport,
 } from './types';
 
 export type * from './types';
-export { allCases } from './cases';
+export { allCases, allThreadCases } from './cases';
 export { formatResults } from './format';
+export { renderChart } from './svg';
 
 /** Default time boxes: native cases >= 0.3 s and >= 15 samples after warm-up. */
 export const POLICIES: { native: TimingPolicy; js: TimingPolicy; probe: TimingPolicy } = {
@@ -163,7 +166,13 @@ function runChild(opts: ChildOptions, log: (s: string) => void): Promise<Variant
   });
 }
 
-function evaluateChecks(cases: CaseResult[], api: Record<string, Timing>, variants: string[]): Check[] {
+function evaluateChecks(
+  cases: CaseResult[],
+  api: Record<string, Timing>,
+  asyncApi: Record<string, Timing>,
+  threads: BenchResults['threads'],
+  variants: string[],
+): Check[] {
   const get = (id: string, v: string): VariantCaseResult | undefined => cases.find((c) => c.id === id)?.results[v];
   const checks: Check[] = [];
   for (const v of variants) {
@@ -179,6 +188,13 @@ function evaluateChecks(cases: CaseResult[], api: Record<string, Timing>, varian
     add('feature float32 memory roofline fraction', get('feature 3x256x4096 p2 float32', v)?.machineRooflineFraction, '>= 0.80', (x) => x >= 0.8);
     add('attention float32 memory roofline fraction', get('attention 256x4096 b2 float32', v)?.machineRooflineFraction, '>= 0.80', (x) => x >= 0.8);
     add('API 64x10 float32 computeDistillation (ns)', api[v]?.medianNs, '<= 2000', (x) => x <= 2000);
+    add('async 64x10 float32 computeDistillationAsync (ns)', asyncApi[v]?.medianNs, '<= 30000', (x) => x <= 30000);
+    if (v === threads.variant && threads.counts.length > 1) {
+      const [lo, hi] = [threads.counts[0], threads.counts[threads.counts.length - 1]];
+      for (const c of threads.cases) {
+        add(`${c.label} ${c.dtype} async ${hi} vs ${lo} thread${lo === 1 ? '' : 's'} speedup`, c.speedup, '>= 1.8', (x) => x >= 1.8);
+      }
+    }
   }
   return checks;
 }
@@ -188,18 +204,31 @@ export function defaultResultsDir(): string {
   return path.join(__dirname, '..', '..', 'bench', 'results');
 }
 
-/** Writes latest.json and a timestamped copy; returns their paths. */
+/**
+ * Writes latest.json and latest.svg (the chart, see {@link renderChart}) and timestamped copies of
+ * both; returns their paths (latest.json, latest.svg, then the copies).
+ */
 export function writeResults(results: BenchResults, dir = defaultResultsDir()): string[] {
   fs.mkdirSync(dir, { recursive: true });
-  const text = `${JSON.stringify(results, null, 2)}\n`;
-  const stamped = path.join(dir, `${results.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  const latest = path.join(dir, 'latest.json');
-  for (const file of [stamped, latest]) {
-    const tmp = `${file}.tmp`;
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
+  const stamp = results.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  const outputs: [string, string][] = [
+    ['json', `${JSON.stringify(results, null, 2)}\n`],
+    ['svg', renderChart(results)],
+  ];
+  const latest: string[] = [];
+  const stamped: string[] = [];
+  for (const [ext, text] of outputs) {
+    for (const [file, list] of [
+      [path.join(dir, `${stamp}.${ext}`), stamped],
+      [path.join(dir, `latest.${ext}`), latest],
+    ] as const) {
+      const tmp = `${file}.tmp`;
+      fs.writeFileSync(tmp, text);
+      fs.renameSync(tmp, file);
+      list.push(file);
+    }
   }
-  return [latest, stamped];
+  return [...latest, ...stamped];
 }
 
 /**
@@ -219,13 +248,19 @@ export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchRe
   if (caps === null) log(`[bench] native addon unavailable (${capsError ?? 'unknown'}): js backend only`);
   const variants = [...nativeVariants, ...(options.js === false ? [] : ['js'])];
   const specs = selectCases(options.filter);
-  if (specs.length === 0) throw new Error(`no case matches ${JSON.stringify(options.filter)}`);
+  const threadSpecs = selectThreadCases(options.filter);
+  if (specs.length === 0 && threadSpecs.length === 0) throw new Error(`no case matches ${JSON.stringify(options.filter)}`);
+  // Thread scaling only on the first (best) native variant: the library's default unless --variants says otherwise.
+  const threadsVariant = nativeVariants[0] ?? null;
+  const threadCounts = [...THREAD_COUNTS];
 
   const reports: Record<string, VariantReport> = {};
   const errors: Record<string, string> = {};
   for (const [i, variant] of variants.entries()) {
     const t0 = Date.now();
-    log(`[bench] ${i + 1}/${variants.length} ${variant}: ${specs.length} case${specs.length === 1 ? '' : 's'} ...`);
+    const nThreadCases = variant === threadsVariant ? threadSpecs.length : 0;
+    const n = specs.length + nThreadCases;
+    log(`[bench] ${i + 1}/${variants.length} ${variant}: ${n} case${n === 1 ? '' : 's'}${nThreadCases ? ` (${nThreadCases} async thread scaling)` : ''} ...`);
     try {
       reports[variant] = await runChild(
         {
@@ -235,6 +270,8 @@ export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchRe
           js: policies.js,
           probe: policies.probe,
           verbose: options.verbose === true,
+          threadCaseIds: variant === threadsVariant ? threadSpecs.map((c) => c.id) : [],
+          threadCounts,
         },
         log,
       );
@@ -283,16 +320,41 @@ export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchRe
     probes[v] = { expPerSec: exp, bandwidthGBs: bw, probeBytes: bytes };
   }
   const api: Record<string, Timing> = {};
-  for (const v of measured) api[v] = reports[v].api;
+  const asyncApi: Record<string, Timing> = {};
+  for (const v of measured) {
+    api[v] = reports[v].api;
+    asyncApi[v] = reports[v].asyncApi;
+  }
+
+  const tv = threadsVariant !== null && reports[threadsVariant] ? threadsVariant : null;
+  const threadCases: ThreadCaseResult[] = [];
+  if (tv !== null) {
+    for (const spec of threadSpecs) {
+      const m = reports[tv].threads[spec.id];
+      if (m === undefined) continue;
+      const results: ThreadCaseResult['results'] = {};
+      for (const [n, t] of Object.entries(m)) results[n] = { ...t, elementsPerSec: spec.elements / (t.medianNs * 1e-9) };
+      const lo = m[String(threadCounts[0])];
+      const hi = m[String(threadCounts[threadCounts.length - 1])];
+      threadCases.push({
+        ...spec,
+        results,
+        speedup: lo && hi && threadCounts.length > 1 ? lo.medianNs / hi.medianNs : null,
+        syncMedianNs: reports[tv].cases[spec.syncId]?.medianNs ?? null,
+      });
+    }
+  }
+  const threads: BenchResults['threads'] = { variant: tv, counts: threadCounts, cases: threadCases };
 
   return {
-    schema: 'kdloss-bench/1',
+    schema: 'kdloss-bench/2',
     date: new Date().toISOString(),
     machine: machineInfo(caps),
     policies,
     notes: [
       'Inputs, options objects and gradient outputs (gradOut) are preallocated: the timed loop allocates nothing besides the small result object (and, for the feature loss, its per-layer arrays of length 3).',
       'Synchronous calls with the default thread count of sync calls (1 thread), like the roofline probes.',
+      `Async thread scaling (default variant only): forwardAsync(student, teacher, one-hot, { threads }) at ${threadCounts.join(' and ')} threads, each call awaited before the next, the thread counts measured interleaved; speedup = median at ${threadCounts[0]} / median at ${threadCounts[threadCounts.length - 1]}. Async latency: 64x10 float32 computeDistillationAsync (Int32Array targets, default threads) awaited one call at a time.`,
       'Each case: median time per call over samples of batched calls, after warm-up (see policies). The js backend may stop earlier on large cases.',
       'KD: T = 4, alpha = 0.7, CrossEntropyLoss from logits, reduction mean; elements = student elements. Feature: 3 layers of 256x4096, p = 2. Attention: 256x4096, beta = 2.',
       "Roofline per variant: max(memory time, exp time). Memory time = vecmath('sum') over as many bytes as the kernel reads (student + teacher + one-hot rows or class indices) plus the gradient it writes, counted once; exp time = 3 exps per student element (KD) at the measured vecmath('exp') rate; feature/attention need no exps. For cache-resident sizes the sum probe is dominated by the cost of one addon call.",
@@ -303,8 +365,10 @@ export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchRe
     errors,
     probes,
     api,
+    asyncApi,
     cases,
-    checks: evaluateChecks(cases, api, nativeMeasured),
+    threads,
+    checks: evaluateChecks(cases, api, asyncApi, threads, nativeMeasured),
     elapsedMs: Date.now() - start,
   };
 }

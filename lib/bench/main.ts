@@ -1,44 +1,128 @@
 /**
- * `npm run bench`: measures everything, prints the table, writes bench/results/latest.json and a
- * timestamped copy.
+ * `kdloss bench` and `npm run bench`: measures everything, prints the table, writes
+ * bench/results/latest.json, the chart bench/results/latest.svg and timestamped copies of both.
  *
- * Flags: --quick (short time boxes), --filter=a,b (case ids containing a or b), --variants=avx2,scalar,
- * --no-js, --verbose, --out=DIR, --no-write, --json (print the JSON instead of the table).
+ * A bad command line (unknown flag, missing value, unknown variant, a filter that matches no case)
+ * throws a {@link UsageError}: `kdloss` reports it on one line with exit code 2, and so does
+ * `node dist/bench/main.js`.
  * @module
  */
+import { parseArgs } from 'util';
+import { UsageError } from '../cli/errors';
+import { selectCases, selectThreadCases } from './cases';
 import { formatResults } from './format';
 import { runBenchmarks, writeResults } from './index';
 import type { BenchOptions } from './types';
 
-function parseArgs(argv: string[]): { options: BenchOptions; out?: string; write: boolean; json: boolean } {
-  const options: BenchOptions = {};
-  let out: string | undefined;
-  let write = true;
-  let json = false;
-  for (const arg of argv) {
-    const [k, v] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, ''];
-    const list = (): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '');
-    if (k === '--quick') options.quick = true;
-    else if (k === '--filter') options.filter = list();
-    else if (k === '--variants') options.variants = list();
-    else if (k === '--no-js') options.js = false;
-    else if (k === '--verbose') options.verbose = true;
-    else if (k === '--out') out = v;
-    else if (k === '--no-write') write = false;
-    else if (k === '--json') json = true;
-    else throw new Error(`unknown argument ${arg}`);
-  }
-  return { options, out, write, json };
+/** Native kernel variants a build may contain. */
+const KNOWN_VARIANTS = ['avx512', 'avx2', 'neon', 'scalar'];
+
+export const BENCH_USAGE = `Usage: kdloss bench [options]      (the same as npm run bench -- [options])
+
+Measures every benchmark case on each kernel variant this build contains and this CPU supports (one
+child process each, KDLOSS_ISA=...) and on the pure TypeScript backend, prints a table with the
+roofline and the performance targets, and writes bench/results/latest.json, the chart
+bench/results/latest.svg (throughput against input size per variant, with the measured roofline) and
+timestamped copies of both. Takes about two minutes; the numbers depend on the machine's load.
+
+Options:
+  --quick              short time boxes (a smoke run; the numbers are noisier)
+  --filter=A,B         only cases whose id contains A or B, e.g. 4096x1000, attention, async
+  --variants=V,W       only these native variants (${KNOWN_VARIANTS.join(', ')}); the first one also runs
+                       the async thread-scaling cases
+  --no-js              skip the js backend (no 'x js' column)
+  --verbose            per-case progress on stderr
+  --out=DIR            write the results to DIR instead of bench/results
+  --no-write           write nothing
+  --json               print the results as JSON instead of the table
+  -h, --help           show this help
+`;
+
+interface Parsed {
+  options: BenchOptions;
+  out?: string;
+  write: boolean;
+  json: boolean;
+  help: boolean;
 }
 
-/** Entry point of `npm run bench`; returns the process exit code. */
+/** A comma-separated flag value; an empty list is a usage error. */
+function list(name: string, v: string): string[] {
+  const xs = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (xs.length === 0) throw new UsageError(`bench: --${name}: expected a comma-separated list, got '${v}'`);
+  return xs;
+}
+
+/** Parses the bench command line; throws a {@link UsageError} on anything it does not know. */
+export function parseBenchArgs(argv: string[]): Parsed {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        quick: { type: 'boolean' },
+        filter: { type: 'string' },
+        variants: { type: 'string' },
+        'no-js': { type: 'boolean' },
+        verbose: { type: 'boolean' },
+        out: { type: 'string' },
+        'no-write': { type: 'boolean' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    let msg = (err as Error).message.split('\n')[0];
+    const i = msg.indexOf('. To specify a positional');
+    if (i >= 0) msg = msg.slice(0, i);
+    throw new UsageError(`bench: ${msg} (see kdloss bench --help)`);
+  }
+  const options: BenchOptions = {};
+  if (values.quick) options.quick = true;
+  if (values['no-js']) options.js = false;
+  if (values.verbose) options.verbose = true;
+  if (typeof values.filter === 'string') {
+    options.filter = list('filter', values.filter);
+    if (selectCases(options.filter).length === 0 && selectThreadCases(options.filter).length === 0) {
+      throw new UsageError(`bench: --filter=${values.filter} matches no case (case ids look like 'kd 4096x1000 onehot float32')`);
+    }
+  }
+  if (typeof values.variants === 'string') {
+    options.variants = list('variants', values.variants);
+    for (const v of options.variants) {
+      if (!KNOWN_VARIANTS.includes(v)) {
+        throw new UsageError(
+          `bench: --variants: unknown variant '${v}' (expected ${KNOWN_VARIANTS.join(', ')}${v === 'js' ? '; the js backend runs unless --no-js' : ''})`,
+        );
+      }
+    }
+  }
+  let out: string | undefined;
+  if (typeof values.out === 'string') {
+    if (values.out === '') throw new UsageError("bench: --out: expected a directory, got ''");
+    out = values.out;
+  }
+  if (out !== undefined && values['no-write']) throw new UsageError('bench: --out and --no-write contradict each other');
+  return { options, out, write: !values['no-write'], json: values.json === true, help: values.help === true };
+}
+
+/** Entry point of `kdloss bench` and `npm run bench`; returns the process exit code. */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  const { options, out, write, json } = parseArgs(argv);
+  const { options, out, write, json, help } = parseBenchArgs(argv);
+  if (help) {
+    process.stdout.write(BENCH_USAGE);
+    return 0;
+  }
   const results = await runBenchmarks(options);
   process.stdout.write(`${json ? JSON.stringify(results, null, 2) : formatResults(results)}\n`);
   if (write) {
     const files = writeResults(results, out);
-    process.stderr.write(`[bench] results written to ${files.join(' and ')}\n`);
+    process.stderr.write(`[bench] results written to ${files.join(', ')}\n`);
   }
   return results.variants.length > 0 ? 0 : 1;
 }
@@ -49,8 +133,13 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (err: Error) => {
-      process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
-      process.exitCode = 1;
+      if (err instanceof UsageError) {
+        process.stderr.write(`${err.message}\n`);
+        process.exitCode = err.exitCode;
+      } else {
+        process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+        process.exitCode = 1;
+      }
     },
   );
 }

@@ -42,6 +42,10 @@ export interface ChildOptions {
   js: TimingPolicy;
   probe: TimingPolicy;
   verbose: boolean;
+  /** Async thread-scaling cases this child measures (only the default native variant gets any). */
+  threadCaseIds: string[];
+  /** Thread counts of those cases, e.g. [1, 2]. */
+  threadCounts: number[];
 }
 
 /** One benchmark case. */
@@ -70,6 +74,24 @@ export interface CaseSpec {
   expsPerElement: number;
 }
 
+/**
+ * An async thread-scaling case: `forwardAsync(student, teacher, targets, { threads })` on the same
+ * inputs as the synchronous case `syncId`, awaited one call at a time, at each thread count.
+ */
+export interface ThreadCaseSpec {
+  /** e.g. 'kd 4096x1000 onehot float32 async'. */
+  id: string;
+  /** e.g. 'kd 4096x1000 onehot'. */
+  label: string;
+  /** The synchronous case with the same inputs. */
+  syncId: string;
+  dtype: DType;
+  rows: number;
+  cols: number;
+  targets: 'onehot' | 'index';
+  elements: number;
+}
+
 /** A timing. */
 export interface Timing {
   /** Median over samples of the time per call. */
@@ -79,6 +101,11 @@ export interface Timing {
   /** Samples taken (each a batch of `batch` calls). */
   samples: number;
   batch: number;
+  /**
+   * Async measurements only: CPU time of the whole process (all threads) / wall time during the
+   * samples, i.e. how many cores the calls actually got (about 2 when 2 threads each had a core).
+   */
+  cpuPerWall?: number;
 }
 
 /** The roofline of one case on one variant. */
@@ -111,7 +138,11 @@ export interface VariantReport {
   expPerSec: Record<DType, number> | null;
   /** The 64x10 float32 computeDistillation call with Int32Array targets, validation included. */
   api: Timing;
+  /** The same call through computeDistillationAsync (default threads), awaited one call at a time. */
+  asyncApi: Timing;
   cases: Record<string, CaseMeasurement>;
+  /** Thread-scaling case id -> thread count (as a string) -> timing; {} when this child measured none. */
+  threads: Record<string, Record<string, Timing>>;
   elapsedMs: number;
 }
 
@@ -134,6 +165,16 @@ export interface VariantCaseResult extends CaseMeasurement {
 /** A case with its results on every variant. */
 export interface CaseResult extends CaseSpec {
   results: Record<string, VariantCaseResult>;
+}
+
+/** A thread-scaling case with its timings per thread count, measured on one native variant. */
+export interface ThreadCaseResult extends ThreadCaseSpec {
+  /** Thread count (as a string) -> timing and throughput. */
+  results: Record<string, Timing & { elementsPerSec: number }>;
+  /** Median with the smallest thread count / median with the largest (null when one is missing). */
+  speedup: number | null;
+  /** The synchronous single-thread median of the same case and variant, when it was measured. */
+  syncMedianNs: number | null;
 }
 
 /** A performance target and whether the run met it. */
@@ -165,7 +206,7 @@ export interface MachineInfo {
 
 /** Everything one `npm run bench` measured. */
 export interface BenchResults {
-  schema: 'kdloss-bench/1';
+  schema: 'kdloss-bench/2';
   date: string;
   machine: MachineInfo;
   policies: { native: TimingPolicy; js: TimingPolicy; probe: TimingPolicy };
@@ -178,7 +219,11 @@ export interface BenchResults {
   errors: Record<string, string>;
   probes: Record<string, { expPerSec: Record<DType, number>; bandwidthGBs: Record<DType, number>; probeBytes: Record<DType, number> }>;
   api: Record<string, Timing>;
+  /** 64x10 float32 computeDistillationAsync latency per variant (awaited one call at a time). */
+  asyncApi: Record<string, Timing>;
   cases: CaseResult[];
+  /** Async thread scaling, measured on `variant` (the default native variant) only. */
+  threads: { variant: string | null; counts: number[]; cases: ThreadCaseResult[] };
   checks: Check[];
   elapsedMs: number;
 }

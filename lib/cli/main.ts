@@ -163,7 +163,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     });
     progress.bar?.clear();
     if (values.json) {
-      const maxRssBytes = process.resourceUsage().maxRSS * 1024;
+      const maxRssBytes = peakRssBytes();
       io.stdout.write(`${JSON.stringify(toJson(summary, maxRssBytes), null, 2)}\n`);
     } else {
       const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
@@ -254,3 +254,17 @@ export function cli(): void {
 }
 
 if (require.main === module) cli();
+
+/**
+ * This process's peak resident set size. On Linux, VmHWM of /proc/self/status: getrusage's maxRSS
+ * survives execve, so a child spawned by a large parent would report the parent's size.
+ */
+function peakRssBytes(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
