@@ -76,10 +76,17 @@ struct FloatArg {
   size_t length;
 };
 
+// One typed array argument, read with a single napi_get_typedarray_info call.
+struct TypedArg {
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+};
+
 bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
 
 // Argument conversion for one call. When `pins` is set (async calls), every typed array accepted is
-// referenced there so it outlives the call.
+// referenced there so it outlives the call. Names are only turned into strings on failure.
 class Args {
  public:
   Args(const Napi::CallbackInfo& info, std::vector<Napi::ObjectReference>* pins)
@@ -88,60 +95,78 @@ class Args {
   Napi::Env env() const { return env_; }
   Napi::Value operator[](size_t i) const { return info_[i]; }
 
-  Napi::TypedArray Typed(const Napi::Value& v, const std::string& name) const {
-    if (!v.IsTypedArray()) Fail(env_, kInput, name + ": expected a typed array");
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    if (ta.ArrayBuffer().IsDetached()) Fail(env_, kInput, name + ": its ArrayBuffer is detached");
-    if (pins_ != nullptr) pins_->push_back(Napi::Persistent(ta.As<Napi::Object>()));
-    return ta;
+  TypedArg Typed(const Napi::Value& v, const char* name) const {
+    TypedArg t{};
+    napi_value buffer = nullptr;
+    size_t offset = 0;
+    if (napi_get_typedarray_info(env_, v, &t.type, &t.length, &t.data, &buffer, &offset) != napi_ok) {
+      Fail(env_, kInput, std::string(name) + ": expected a typed array");
+    }
+    // Only an empty view can sit on a detached buffer.
+    bool detached = false;
+    if (t.length == 0 && napi_is_detached_arraybuffer(env_, buffer, &detached) == napi_ok && detached) {
+      Fail(env_, kInput, std::string(name) + ": its ArrayBuffer is detached");
+    }
+    if (pins_ != nullptr) pins_->push_back(Napi::Persistent(v.As<Napi::Object>()));
+    return t;
   }
 
-  FloatArg Floats(const Napi::Value& v, const std::string& name) const {
-    Napi::TypedArray ta = Typed(v, name);
-    if (ta.TypedArrayType() == napi_float32_array) {
-      Napi::Float32Array a = ta.As<Napi::Float32Array>();
-      return {DType::kF32, a.Data(), a.ElementLength()};
-    }
-    if (ta.TypedArrayType() == napi_float64_array) {
-      Napi::Float64Array a = ta.As<Napi::Float64Array>();
-      return {DType::kF64, a.Data(), a.ElementLength()};
-    }
-    Fail(env_, kInput, name + ": expected a Float32Array or Float64Array");
+  // A typed array of one element type and exact length, or (if optional and null/undefined) nullptr.
+  void* TypedOfType(const Napi::Value& v, const char* name, napi_typedarray_type type, const char* type_name,
+                    size_t length, bool optional) const {
+    if (optional && IsNullish(v)) return nullptr;
+    const TypedArg t = Typed(v, name);
+    if (t.type != type) Fail(env_, kInput, std::string(name) + ": expected " + type_name);
+    CheckLength(name, t.length, length);
+    return t.data;
+  }
+
+  FloatArg Floats(const Napi::Value& v, const char* name) const {
+    const TypedArg t = Typed(v, name);
+    if (t.type == napi_float32_array) return {DType::kF32, t.data, t.length};
+    if (t.type == napi_float64_array) return {DType::kF64, t.data, t.length};
+    Fail(env_, kInput, std::string(name) + ": expected a Float32Array or Float64Array");
   }
 
   // A float array of the given dtype and exact length, or (if optional and null/undefined) nullptr.
-  void* FloatsOf(const Napi::Value& v, const std::string& name, DType dtype, size_t length, bool optional) const {
+  void* FloatsOf(const Napi::Value& v, const char* name, DType dtype, size_t length, bool optional) const {
     if (optional && IsNullish(v)) return nullptr;
     const FloatArg a = Floats(v, name);
     if (a.dtype != dtype) {
       Fail(env_, kInput,
-           name + ": expected " + DTypeName(dtype) + " like the other inputs, got " + DTypeName(a.dtype));
+           std::string(name) + ": expected " + DTypeName(dtype) + " like the other inputs, got " + DTypeName(a.dtype));
     }
-    if (a.length != length) {
-      Fail(env_, kShape, name + ": expected length " + std::to_string(length) + ", got " + std::to_string(a.length));
-    }
+    CheckLength(name, a.length, length);
     return a.data;
   }
 
   template <typename T>
-  T* TypedOf(const Napi::Value& v, const std::string& name, size_t length, bool optional) const {
+  T* TypedOf(const Napi::Value& v, const char* name, size_t length, bool optional) const {
     return static_cast<T*>(FloatsOf(v, name, DTypeOf<T>(), length, optional));
   }
 
-  double* F64(const Napi::Value& v, const std::string& name, size_t length, bool optional) const {
+  double* F64(const Napi::Value& v, const char* name, size_t length, bool optional) const {
     return TypedOf<double>(v, name, length, optional);
   }
 
-  double Number(const Napi::Value& v, const std::string& name) const {
-    if (!v.IsNumber()) Fail(env_, kInput, name + ": expected a number");
-    return v.As<Napi::Number>().DoubleValue();
+  void CheckLength(const char* name, size_t actual, size_t expected) const {
+    if (actual != expected) {
+      Fail(env_, kShape,
+           std::string(name) + ": expected length " + std::to_string(expected) + ", got " + std::to_string(actual));
+    }
+  }
+
+  double Number(const Napi::Value& v, const char* name) const {
+    double d = 0;
+    if (napi_get_value_double(env_, v, &d) != napi_ok) Fail(env_, kInput, std::string(name) + ": expected a number");
+    return d;
   }
 
   // A positive integer dimension.
-  size_t Dim(const Napi::Value& v, const std::string& name) const {
+  size_t Dim(const Napi::Value& v, const char* name) const {
     const double d = Number(v, name);
     if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0) {
-      Fail(env_, kShape, name + ": expected a positive integer, got " + v.ToString().Utf8Value());
+      Fail(env_, kShape, std::string(name) + ": expected a positive integer, got " + v.ToString().Utf8Value());
     }
     return static_cast<size_t>(d);
   }
@@ -402,44 +427,27 @@ class KdAddon : public Napi::Addon<KdAddon> {
     if (p.target_kind == kd::TargetKind::kMatrix) {
       p.target_matrix = a.TypedOf<T>(a[4], "targets", n, false);
     } else if (p.target_kind != kd::TargetKind::kNone) {
-      Napi::TypedArray ta = a.Typed(a[4], "targets");
       const bool is_i32 = p.target_kind == kd::TargetKind::kInt32;
-      if (ta.TypedArrayType() != (is_i32 ? napi_int32_array : napi_uint32_array)) {
+      const TypedArg ta = a.Typed(a[4], "targets");
+      if (ta.type != (is_i32 ? napi_int32_array : napi_uint32_array)) {
         Fail(env, kInput, std::string("targets: expected ") + (is_i32 ? "an Int32Array" : "a Uint32Array"));
       }
-      if (ta.ElementLength() != p.rows) {
+      if (ta.length != p.rows) {
         Fail(env, kShape, "targets: expected " + std::to_string(p.rows) + " class indices, got " +
-                              std::to_string(ta.ElementLength()));
+                              std::to_string(ta.length));
       }
-      p.target_index = is_i32 ? static_cast<const void*>(ta.As<Napi::Int32Array>().Data())
-                              : static_cast<const void*>(ta.As<Napi::Uint32Array>().Data());
+      p.target_index = ta.data;
       CheckClasses(env, p);
     } else if (p.hard != kd::HardKind::kNone) {
       Fail(env, kInput, "targets: a built-in hard loss needs targets");
     }
 
-    if (!IsNullish(a[6])) {
-      Napi::TypedArray m = a.Typed(a[6], "mask");
-      if (m.TypedArrayType() != napi_uint8_array) Fail(env, kInput, "mask: expected a Uint8Array");
-      if (m.ElementLength() != p.rows) {
-        Fail(env, kShape, "mask: expected length " + std::to_string(p.rows) + ", got " +
-                              std::to_string(m.ElementLength()));
-      }
-      p.mask = m.As<Napi::Uint8Array>().Data();
-    }
+    p.mask = static_cast<const uint8_t*>(a.TypedOfType(a[6], "mask", napi_uint8_array, "a Uint8Array", p.rows, true));
     p.row_soft = a.F64(a[8], "rowSoft", p.rows, true);
     p.row_hard = a.F64(a[9], "rowHard", p.rows, true);
     p.grad = a.TypedOf<T>(a[10], "grad", n, true);
     double* out = a.F64(a[11], "out", 3, false);
-    if (!IsNullish(a[12])) {
-      Napi::TypedArray am = a.Typed(a[12], "argmax");
-      if (am.TypedArrayType() != napi_int32_array) Fail(env, kInput, "argmax: expected an Int32Array");
-      if (am.ElementLength() != 2 * p.rows) {
-        Fail(env, kShape, "argmax: expected length " + std::to_string(2 * p.rows) + ", got " +
-                              std::to_string(am.ElementLength()));
-      }
-      p.argmax = am.As<Napi::Int32Array>().Data();
-    }
+    p.argmax = static_cast<int32_t*>(a.TypedOfType(a[12], "argmax", napi_int32_array, "an Int32Array", 2 * p.rows, true));
 
     const kd::KernelSet<T>& set = SetOf<T>(*table_);
     Work work = [&set, p, out](const kd::RunControl& rc, double*) {
@@ -515,13 +523,13 @@ class KdAddon : public Napi::Addon<KdAddon> {
       kd::FeatureLayer<T>& L = ls[l];
       L.cols = static_cast<size_t>(c);
       const size_t n = a.Elements(rows, L.cols);
-      L.student = a.TypedOf<T>(students.Get(li), "studentFeatures" + idx, n, false);
-      L.teacher = a.TypedOf<T>(teachers.Get(li), "teacherFeatures" + idx, n, false);
+      L.student = a.TypedOf<T>(students.Get(li), ("studentFeatures" + idx).c_str(), n, false);
+      L.teacher = a.TypedOf<T>(teachers.Get(li), ("teacherFeatures" + idx).c_str(), n, false);
       L.p = static_cast<int>(pv);
       L.row_out = row_out;
       L.row_weight = weights[l];
       if (has_grads) {
-        L.grad = a.TypedOf<T>(a[7].As<Napi::Array>().Get(li), "grads" + idx, n, false);
+        L.grad = a.TypedOf<T>(a[7].As<Napi::Array>().Get(li), ("grads" + idx).c_str(), n, false);
         L.grad_scale = scales[l];
       }
     }
