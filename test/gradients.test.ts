@@ -132,6 +132,30 @@ forEachBackend('distillation gradient', () => {
     }
   });
 
+  it('writes gradients larger than the caches (streamed stores, any alignment) with the same values as small calls', () => {
+    for (const f32 of [true, false]) {
+      const Ctor = f32 ? Float32Array : Float64Array;
+      const rows = f32 ? 1100 : 550; // 4.4 MB of gradient: above the streaming threshold
+      const cols = 1000;
+      const s = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
+      const t = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
+      const y = rng.classes(rows, cols);
+      const kd = new DistillationLoss(3, 0.6);
+      for (const offset of [0, 1, 3]) {
+        const gradOut = new Ctor(rows * cols + offset).subarray(offset);
+        kd.forward(s, t, y, { gradOut, reduction: 'sum' });
+        // The same rows in slices far below the threshold ('sum' makes each row's gradient independent of the slicing).
+        for (let r0 = 0; r0 < rows; r0 += 50) {
+          const slice = (m: { data: Float32Array | Float64Array }) => ({ data: m.data.subarray(r0 * cols, (r0 + 50) * cols), rows: 50, cols });
+          const part = kd.forward(slice(s), slice(t), y.subarray(r0, r0 + 50), { grad: true, reduction: 'sum' }).grad!;
+          for (let i = 0; i < part.length; i++) {
+            if (!Object.is(part[i], gradOut[r0 * cols + i])) expect.fail(`offset ${offset}, element ${r0 * cols + i}: ${gradOut[r0 * cols + i]} vs ${part[i]}`);
+          }
+        }
+      }
+    }
+  });
+
   it('writes into the caller-supplied gradOut and returns that same buffer', () => {
     const s = rng.matrix(2, 3);
     const gradOut = new Float64Array(6).fill(NaN);

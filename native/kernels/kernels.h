@@ -102,7 +102,7 @@ struct KernelSet {
   double (*sum)(const T* in, size_t n);
 };
 
-inline size_t kd_scratch_elems(size_t cols) { return 2 * cols; }
+inline size_t kd_scratch_elems(size_t cols) { return 3 * cols; }
 
 struct KernelTable {
   const char* name;  // "scalar", "avx2", "avx512", "neon"

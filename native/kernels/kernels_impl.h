@@ -29,6 +29,9 @@
 namespace kd {
 namespace KD_ISA {
 
+// Outputs of at least this many bytes are streamed past the caches.
+constexpr size_t kStreamBytes = size_t{4} << 20;
+
 // Calls f(j, n) over [0, cols) in chunks of O::N lanes; the last call may have n < O::N.
 template <class O, class F>
 KD_SWEEP_INLINE inline void sweep(size_t cols, F&& f) {
@@ -182,6 +185,8 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   T hot[2 * O::N] = {};
   hot[O::N] = 1;
 
+  // Gradients larger than the caches are written with non-temporal stores (see sweep 3).
+  const bool stream_grad = kGrad && P.rows * C * sizeof(T) >= kStreamBytes;
   KdPartial out;
   for (size_t r = r0; r < r1; ++r) {
     const T* s = P.student + r * C;
@@ -218,9 +223,9 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
 
     // Sweep 2: exps and sums. Tail lanes are loaded as 0 and their contributions zeroed.
     RowSum<O> zs, zt, w, z1, ydot, ysum, dsum;
-    T* es_out = g;
     T* et_out = scratch;
     T* e1_out = scratch + C;
+    T* es_out = scratch + 2 * C;
     const auto fold = [&]() KD_SWEEP_INLINE {
       zs.fold();
       zt.fold();
@@ -313,7 +318,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       const V gh_v = O::set1(static_cast<T>(-gh));
       const V yu = O::set1(static_cast<T>(ls_c));
       const V one_m_ls = O::set1(static_cast<T>(1.0 - ls));
-      sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+      auto grad_at = [&](size_t j, size_t n) KD_SWEEP_INLINE -> V {
         V gv = O::fma(cs, loadf<O>(es_out + j, n, 0), O::mul(ct, loadf<O>(et_out + j, n, 0)));
         if (kHard == HardKind::kCrossEntropyLogits) {
           const V e1 = kUnitTemp ? loadf<O>(es_out + j, n, 0) : loadf<O>(e1_out + j, n, 0);
@@ -326,10 +331,23 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
         } else if (kHard == HardKind::kMse) {
           gv = O::fma(c_mse, O::sub(loadf<O>(s + j, n, 0), yvec(j, n)), gv);
         }
-        storef<O>(g + j, n, gv);
-      });
+        return gv;
+      };
+      if (stream_grad) {
+        // Non-temporal stores from the first vector-aligned element: the gradient row is written
+        // once and never read here, so it need not be fetched into the cache first.
+        const size_t head = (reinterpret_cast<uintptr_t>(g) / sizeof(T)) % O::N;
+        size_t j = head == 0 ? 0 : O::N - head;
+        if (j > C) j = C;
+        if (j > 0) storef<O>(g, j, grad_at(0, j));
+        for (; j + O::N <= C; j += O::N) O::stream(g + j, grad_at(j, O::N));
+        if (j < C) storef<O>(g + j, C - j, grad_at(j, C - j));
+      } else {
+        sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE { storef<O>(g + j, n, grad_at(j, n)); });
+      }
     }
   }
+  if (stream_grad) O::fence();  // order the non-temporal stores before the caller reads them
   return out;
 }
 

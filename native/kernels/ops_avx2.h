@@ -42,6 +42,8 @@ struct Ops<float> {
     return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
   }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, V v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
+  static void fence() { _mm_sfence(); }
   static void store_n(float* p, size_t n, V v) { _mm256_maskstore_ps(p, tail(n), v); }
   static V keep_n(V v, size_t n) { return _mm256_and_ps(v, _mm256_castsi256_ps(tail(n))); }
 
@@ -134,6 +136,8 @@ struct Ops<double> {
     return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
   }
   static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+  static void stream(double* p, V v) { _mm256_stream_pd(p, v); }  // p 32-byte aligned
+  static void fence() { _mm_sfence(); }
   static void store_n(double* p, size_t n, V v) { _mm256_maskstore_pd(p, tail(n), v); }
   static V keep_n(V v, size_t n) { return _mm256_and_pd(v, _mm256_castsi256_pd(tail(n))); }
 

@@ -48,6 +48,8 @@ struct Ops<float> {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail(n), p);
   }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void stream(float* p, V v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static void store_n(float* p, size_t n, V v) { _mm512_mask_storeu_ps(p, tail(n), v); }
   static V keep_n(V v, size_t n) { return _mm512_maskz_mov_ps(tail(n), v); }
 
@@ -142,6 +144,8 @@ struct Ops<double> {
     return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail(n), p);
   }
   static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static void stream(double* p, V v) { _mm512_stream_pd(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static void store_n(double* p, size_t n, V v) { _mm512_mask_storeu_pd(p, tail(n), v); }
   static V keep_n(V v, size_t n) { return _mm512_maskz_mov_pd(tail(n), v); }
 

@@ -43,6 +43,8 @@ struct Ops<float> {
     return vld1q_f32(buf);
   }
   static void store(float* p, V v) { vst1q_f32(p, v); }
+  static void stream(float* p, V v) { vst1q_f32(p, v); }  // no non-temporal hint worth using here
+  static void fence() {}
   static void store_n(float* p, size_t n, V v) {
     float buf[4];
     vst1q_f32(buf, v);
@@ -136,6 +138,8 @@ struct Ops<double> {
     return vld1q_f64(buf);
   }
   static void store(double* p, V v) { vst1q_f64(p, v); }
+  static void stream(double* p, V v) { vst1q_f64(p, v); }
+  static void fence() {}
   static void store_n(double* p, size_t n, V v) {
     double buf[2];
     vst1q_f64(buf, v);

@@ -2,7 +2,8 @@
 // reference every SIMD variant is tested against.
 //
 // Every ops header provides the same interface (see kernels_impl.h for how it is used):
-//   V, Acc, N, kBlock; load, load_n (tail load, fill value for lanes >= n), store, store_n, keep_n (zero
+//   V, Acc, N, kBlock; load, load_n (tail load, fill value for lanes >= n), store, store_n, stream
+//   (non-temporal store to a vector-aligned address), fence (orders streamed stores), keep_n (zero
 //   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, nz_div,
 //   in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), log, reduce_max, acc_zero, acc_add,
 //   acc_sum.
@@ -31,6 +32,8 @@ struct Ops {
   static V load(const T* p) { return *p; }
   static V load_n(const T* p, size_t, T) { return *p; }
   static void store(T* p, V v) { *p = v; }
+  static void stream(T* p, V v) { *p = v; }  // p aligned to the vector size (no alignment here)
+  static void fence() {}
   static void store_n(T* p, size_t, V v) { *p = v; }
   static V keep_n(V v, size_t) { return v; }
 
