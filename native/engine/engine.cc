@@ -37,16 +37,17 @@ bool for_blocks(size_t n, const RunControl& rc, F&& f) {
     }
   };
   const size_t threads = rc.threads < n ? rc.threads : n;
+  const size_t first = rc.caller_computes || threads <= 1 ? 1 : 0;
   std::vector<std::thread> helpers;
-  if (threads > 1) helpers.reserve(threads - 1);
-  for (size_t i = 1; i < threads; ++i) {
+  if (threads > first) helpers.reserve(threads - first);
+  for (size_t i = first; i < threads; ++i) {
     try {
       helpers.emplace_back(work);
     } catch (const std::system_error&) {
       break;  // no more threads available: the ones we have finish the work
     }
   }
-  work();
+  if (first == 1 || helpers.empty()) work();
   for (std::thread& t : helpers) t.join();
   return !cancelled(rc);
 }
@@ -72,26 +73,35 @@ size_t block_count(size_t rows, size_t cols) {
   return (rows + b - 1) / b;
 }
 
-template <typename T>
-bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out) {
-  const size_t per = block_rows(p.cols);
-  const size_t n = block_count(p.rows, p.cols);
-  std::vector<KdPartial> parts(n);
+namespace {
+
+// Runs block(r0, r1) -> Part on every fixed row block and sums the parts in block order.
+template <class Part, class F>
+bool sum_blocks(size_t rows, size_t cols, const RunControl& rc, Part* total, F&& block) {
+  const size_t per = block_rows(cols);
+  const size_t n = block_count(rows, cols);
+  std::vector<Part> parts(n);
   const bool done = for_blocks(n, rc, [&](size_t b) {
-    T* scratch = p.grad != nullptr ? scratch_for<T>(kd_scratch_elems(p.cols)) : nullptr;
-    const Range r = block_range(b, p.rows, per);
-    parts[b] = k.kd_rows(p, r.r0, r.r1, scratch);
+    const Range r = block_range(b, rows, per);
+    parts[b] = block(r.r0, r.r1);
   });
-  KdPartial total;
-  for (const KdPartial& part : parts) {
-    total.soft += part.soft;
-    total.hard += part.hard;
-    total.kept += part.kept;
-  }
-  *out = total;
+  Part sum{};
+  for (const Part& part : parts) sum += part;
+  *total = sum;
   return done;
 }
 
+}  // namespace
+
+template <typename T>
+bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out) {
+  return sum_blocks(p.rows, p.cols, rc, out, [&](size_t r0, size_t r1) {
+    T* scratch = p.grad != nullptr ? scratch_for<T>(kd_scratch_elems(p.cols)) : nullptr;
+    return k.kd_rows(p, r0, r1, scratch);
+  });
+}
+
+// Per layer and per block, so it does not fit sum_blocks' single part per block.
 template <typename T>
 bool run_feature(const KernelSet<T>& k, const FeatureLayer<T>* layers, size_t n_layers, size_t rows,
                  const RunControl& rc, double* layer_sums) {
@@ -117,17 +127,7 @@ bool run_feature(const KernelSet<T>& k, const FeatureLayer<T>* layers, size_t n_
 
 template <typename T>
 bool run_attention(const KernelSet<T>& k, const AttentionProblem<T>& p, const RunControl& rc, double* out) {
-  const size_t per = block_rows(p.cols);
-  const size_t n = block_count(p.rows, p.cols);
-  std::vector<double> parts(n);
-  const bool done = for_blocks(n, rc, [&](size_t b) {
-    const Range r = block_range(b, p.rows, per);
-    parts[b] = k.attention_rows(p, r.r0, r.r1);
-  });
-  double total = 0.0;
-  for (double part : parts) total += part;
-  *out = total;
-  return done;
+  return sum_blocks(p.rows, p.cols, rc, out, [&](size_t r0, size_t r1) { return k.attention_rows(p, r0, r1); });
 }
 
 template bool run_kd<float>(const KernelSet<float>&, const KdProblem<float>&, const RunControl&, KdPartial*);

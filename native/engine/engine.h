@@ -13,8 +13,9 @@ namespace kd {
 
 // How to run a problem.
 struct RunControl {
-  size_t threads = 1;                          // threads to use, including the calling one
+  size_t threads = 1;                          // threads to use (including the calling one if it computes)
   const std::atomic<bool>* cancel = nullptr;   // checked between blocks; set -> the run stops early
+  bool caller_computes = true;                 // false: with threads > 1 the caller only waits
 };
 
 // Rows per block for a row width: blocks of about 32 K elements.

@@ -58,6 +58,13 @@ struct KdPartial {
   double soft = 0.0;  // sum of per-row KL over kept rows
   double hard = 0.0;  // sum of per-row hard loss over kept rows
   double kept = 0.0;  // number of kept rows
+
+  KdPartial& operator+=(const KdPartial& o) {
+    soft += o.soft;
+    hard += o.hard;
+    kept += o.kept;
+    return *this;
+  }
 };
 
 // One feature layer: rows x cols student and teacher features.
