@@ -70,7 +70,10 @@ export class AttentionTransferLoss {
   ): Promise<AttentionResult> {
     const signal = signalOf(options?.signal);
     const call = this.prepare(studentAttention, teacherAttention, options, true);
-    return call.finish(await settle(() => backend().attentionAsync(call.job, call.threads), signal));
+    const { job, threads } = call;
+    return call.finish(
+      await settle(() => backend().attentionAsync(job, threads), signal, job.rows * job.cols, () => backend().attention(job, 1)),
+    );
   }
 
   /** {@link computeAttentionLoss} off the main thread (see {@link forwardAsync}). */

@@ -134,7 +134,8 @@ export class DistillationLoss {
     const out = new Float64Array(3);
     const signal = signalOf(options?.signal);
     const call = this.prepare(student, teacher, hardTargets, options, out, true);
-    await settle(() => backend().kdAsync(call.job, out, call.threads), signal);
+    const { job, threads } = call;
+    await settle(() => backend().kdAsync(job, out, threads), signal, job.rows * job.cols, () => (backend().kd(job, out, 1), 0));
     return call.finish();
   }
 

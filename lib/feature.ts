@@ -86,7 +86,9 @@ export class FeatureDistillationLoss {
   ): Promise<FeatureResult> {
     const signal = signalOf(options?.signal);
     const call = this.prepare(studentFeatures, teacherFeatures, options, true);
-    await settle(() => backend().featureAsync(call.job, call.perLayer, call.threads), signal);
+    const { job, perLayer, threads } = call;
+    const elements = job.students.reduce((n, s) => n + s.length, 0);
+    await settle(() => backend().featureAsync(job, perLayer, threads), signal, elements, () => (backend().feature(job, perLayer, 1), 0));
     return call.finish();
   }
 

@@ -76,12 +76,31 @@ export function signalOf(v: unknown): AbortSignal | undefined {
 }
 
 /**
+ * Async calls of at most this many elements are computed on the calling thread (a few microseconds)
+ * instead of being sent to the thread pool, whose round trip costs more than the work.
+ */
+export const INLINE_ELEMENTS = 1 << 14;
+
+/**
  * Awaits async backend work, rejecting with an AbortError as soon as `signal` aborts (the work is then
  * cancelled and its buffers released when it stops). A signal that is already aborted rejects before
  * any work starts.
  */
-export function settle(start: () => AsyncHandle, signal: AbortSignal | undefined): Promise<number> {
+export function settle(
+  start: () => AsyncHandle,
+  signal: AbortSignal | undefined,
+  elements: number,
+  inline: () => number,
+): Promise<number> {
   if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
+  // A call this small costs less than the round trip to the thread pool: compute it now.
+  if (elements <= INLINE_ELEMENTS) {
+    try {
+      return Promise.resolve(inline());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
   const handle = start();
   if (signal === undefined) return handle.promise;
   return new Promise<number>((resolve, reject) => {
