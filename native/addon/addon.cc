@@ -92,7 +92,6 @@ class Args {
   Args(const Napi::CallbackInfo& info, std::vector<Napi::ObjectReference>* pins)
       : info_(info), env_(info.Env()), pins_(pins) {}
 
-  Napi::Env env() const { return env_; }
   Napi::Value operator[](size_t i) const { return info_[i]; }
 
   TypedArg Typed(const Napi::Value& v, const char* name) const {
