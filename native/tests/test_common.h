@@ -253,4 +253,24 @@ double ulp_distance(T got, LD ref_in) {
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 
+// Runs one case on the scalar table and on every SIMD variant: run(set, out) fills a Run, and
+// check(case, prefix, got, ref_or_null) checks it against the reference (null) or the scalar run.
+template <typename T, class Run, class RunFn, class CheckFn>
+void check_variants(const std::string& what, RunFn&& run, CheckFn&& check) {
+  Run scalar;
+  run(set_of<T>(scalar_table()), scalar);
+  {
+    Case cs("scalar " + what);
+    check(cs, fmt("scalar/%s/", dtype_name<T>()), scalar, nullptr);
+  }
+  for (const Variant& v : simd_variants()) {
+    Run got;
+    run(set_of<T>(*v.table), got);
+    Case cs(v.name + " " + what);
+    const std::string prefix = fmt("%s/%s/", v.name.c_str(), dtype_name<T>());
+    check(cs, prefix, got, nullptr);
+    check(cs, prefix, got, &scalar);
+  }
+}
+
 }  // namespace kdt

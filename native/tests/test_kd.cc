@@ -388,20 +388,11 @@ void run_config(const KdConfig& cfg) {
     for (RowKind k : D.kinds) what += std::string(" ") + row_kind_name(k);
   }
 
-  KdRun<T> scalar;
-  run(set_of<T>(scalar_table()), D, split, scalar);
-  {
-    Case cs("scalar " + what);
-    check<T>(cs, fmt("scalar/%s/", dtype_name<T>()), D, scalar, nullptr);
-  }
-  for (const Variant& v : simd_variants()) {
-    KdRun<T> got;
-    run(set_of<T>(*v.table), D, split, got);
-    Case cs(v.name + " " + what);
-    const std::string prefix = fmt("%s/%s/", v.name.c_str(), dtype_name<T>());
-    check<T>(cs, prefix, D, got, nullptr);
-    check(cs, prefix, D, got, &scalar);
-  }
+  check_variants<T, KdRun<T>>(
+      what, [&](const kd::KernelSet<T>& set, KdRun<T>& out) { run(set, D, split, out); },
+      [&](Case& cs, const std::string& prefix, const KdRun<T>& got, const KdRun<T>* ref) {
+        check<T>(cs, prefix, D, got, ref);
+      });
 }
 
 // The target forms tested with each hard loss.

@@ -148,20 +148,7 @@ void feature_case(const FeatureConfig& c) {
       fmt("feature %s p=%d cols=%zu rows=%zu grad=%d rowout=%d sigma=%g off=%zu seed=%llu kinds:%s",
           dtype_name<T>(), c.p, c.cols, c.rows, c.grad, c.row_out, c.sigma, c.offset,
           static_cast<unsigned long long>(c.seed), D.kinds.c_str());
-  FeatureRun<T> scalar;
-  run(set_of<T>(scalar_table()), scalar);
-  {
-    Case cs("scalar " + what);
-    check(cs, fmt("scalar/%s/", dtype_name<T>()), scalar, nullptr);
-  }
-  for (const Variant& v : simd_variants()) {
-    FeatureRun<T> got;
-    run(set_of<T>(*v.table), got);
-    Case cs(v.name + " " + what);
-    const std::string prefix = fmt("%s/%s/", v.name.c_str(), dtype_name<T>());
-    check(cs, prefix, got, nullptr);
-    check(cs, prefix, got, &scalar);
-  }
+  check_variants<T, FeatureRun<T>>(what, run, check);
 }
 
 // ---- attention_rows -----------------------------------------------------------------------------
@@ -265,20 +252,7 @@ void attention_case(const AttentionConfig& c) {
           "kinds(s/t):%s",
           dtype_name<T>(), c.beta, c.cols, c.rows, c.grad, c.row_out, c.sigma, c.offset,
           static_cast<unsigned long long>(c.seed), D.kinds.c_str());
-  AttentionRun<T> scalar;
-  run(set_of<T>(scalar_table()), scalar);
-  {
-    Case cs("scalar " + what);
-    check(cs, fmt("scalar/%s/", dtype_name<T>()), scalar, nullptr);
-  }
-  for (const Variant& v : simd_variants()) {
-    AttentionRun<T> got;
-    run(set_of<T>(*v.table), got);
-    Case cs(v.name + " " + what);
-    const std::string prefix = fmt("%s/%s/", v.name.c_str(), dtype_name<T>());
-    check(cs, prefix, got, nullptr);
-    check(cs, prefix, got, &scalar);
-  }
+  check_variants<T, AttentionRun<T>>(what, run, check);
 }
 
 // ---- sum ----------------------------------------------------------------------------------------
