@@ -19,7 +19,7 @@ import {
   toMatrix,
 } from './matrix';
 import { type AsyncOptions, maskOf, optionsOf, type Reduction, reductionOf, settle, signalOf, threadsOf } from './options';
-import { countKept, prepareTargets } from './targets';
+import { countKept, type PreparedTargets, prepareTargets } from './targets';
 
 /** Options of {@link DistillationLoss.forward}. */
 export interface DistillationForwardOptions {
@@ -116,9 +116,9 @@ export class DistillationLoss {
     hardTargets: Targets,
     options?: DistillationForwardOptions,
   ): DistillationResult {
-    const call = this.prepare(student, teacher, hardTargets, options, kdOut, false);
+    const call = this.prepare(student, teacher, hardTargets, options, false);
     backend().kd(call.job, kdOut, call.threads);
-    return call.finish();
+    return this.finish(call, kdOut);
   }
 
   /**
@@ -133,10 +133,10 @@ export class DistillationLoss {
   ): Promise<DistillationResult> {
     const out = new Float64Array(3);
     const signal = signalOf(options?.signal);
-    const call = this.prepare(student, teacher, hardTargets, options, out, true);
+    const call = this.prepare(student, teacher, hardTargets, options, true);
     const { job, threads } = call;
     await settle(() => backend().kdAsync(job, out, threads), signal, job.rows * job.cols, () => (backend().kd(job, out, 1), 0));
-    return call.finish();
+    return this.finish(call, out);
   }
 
   /** {@link computeDistillation} off the main thread (see {@link forwardAsync}). */
@@ -150,15 +150,14 @@ export class DistillationLoss {
     return (await this.forwardAsync(student, teacher, hardTargets, { signal: opts.signal, threads: opts.threads })).loss;
   }
 
-  /** Validates a call and builds its job; `finish` turns the backend's sums (in `out`) into a result. */
+  /** Validates a call and builds its job; {@link finish} then turns the backend's sums into a result. */
   private prepare(
     student: MatrixInput,
     teacher: MatrixInput,
     hardTargets: Targets,
     options: (DistillationForwardOptions & AsyncOptions) | undefined,
-    out: Float64Array,
     async: boolean,
-  ): { job: KdJob; threads: number; finish: () => DistillationResult } {
+  ): KdCall {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
     const dtype = callDType(student, teacher, hardTargets);
@@ -214,37 +213,63 @@ export class DistillationLoss {
       gradSoftScale: softWeight * scale,
       gradHardScale: fused ? (1 - alpha) * scale : 0,
     };
-    const finish = (): DistillationResult => {
-      const soft = out[0] * scale;
-      let hard: number;
-      if (fused) {
-        hard = out[1] * scale;
-      } else {
-        const custom =
-          targets.kind === TargetKind.Matrix ? ({ data: targets.data, rows, cols } as Matrix) : (targets.data as Int32Array | Uint32Array);
-        const h = this.hardLoss.compute(s, custom);
-        if (typeof h !== 'number') throw new InputError(`hardLoss ${this.hardLoss.name}: compute returned ${typeof h}, expected a number`);
-        const hardScale = reduction === 'sum' ? rows : 1;
-        hard = h * hardScale;
-        if (grad !== null) addCustomGradient(this.hardLoss, s, custom, grad, (1 - alpha) * hardScale);
-      }
-      const result: DistillationResult = { loss: softWeight * soft + (1 - alpha) * hard, soft, hard };
-      if (rowSoft !== null && rowHard !== null) {
-        const perSample = new Float64Array(rows);
-        for (let r = 0; r < rows; r++) perSample[r] = softWeight * rowSoft[r] + (1 - alpha) * rowHard[r];
-        result.perSample = perSample;
-        result.perSampleSoft = rowSoft;
-        result.perSampleHard = rowHard;
-      }
-      if (grad !== null) result.grad = grad;
-      if (argmax !== null) {
-        result.studentArgmax = argmax.subarray(0, rows);
-        result.teacherArgmax = argmax.subarray(rows);
-      }
-      return result;
-    };
-    return { job, threads, finish };
+    return new KdCall(job, threads, s, targets, reduction, scale, fused !== null);
   }
+
+  /** Turns the backend's sums of a prepared call (in `out`) into its result. */
+  private finish(call: KdCall, out: Float64Array): DistillationResult {
+    const { job, scale } = call;
+    const { rows, cols, grad, rowSoft, rowHard, argmax } = job;
+    const alpha = this.alpha;
+    const softWeight = alpha * this.temperature * this.temperature;
+    const soft = out[0] * scale;
+    let hard: number;
+    if (call.fused) {
+      hard = out[1] * scale;
+    } else {
+      const { targets, student: s } = call;
+      const custom =
+        targets.kind === TargetKind.Matrix ? ({ data: targets.data, rows, cols } as Matrix) : (targets.data as Int32Array | Uint32Array);
+      const h = this.hardLoss.compute(s, custom);
+      if (typeof h !== 'number') throw new InputError(`hardLoss ${this.hardLoss.name}: compute returned ${typeof h}, expected a number`);
+      const hardScale = call.reduction === 'sum' ? rows : 1;
+      hard = h * hardScale;
+      if (grad !== null) addCustomGradient(this.hardLoss, s, custom, grad, (1 - alpha) * hardScale);
+    }
+    const result: DistillationResult = { loss: softWeight * soft + (1 - alpha) * hard, soft, hard };
+    if (rowSoft !== null && rowHard !== null) {
+      const perSample = new Float64Array(rows);
+      for (let r = 0; r < rows; r++) perSample[r] = softWeight * rowSoft[r] + (1 - alpha) * rowHard[r];
+      result.perSample = perSample;
+      result.perSampleSoft = rowSoft;
+      result.perSampleHard = rowHard;
+    }
+    if (grad !== null) result.grad = grad;
+    if (argmax !== null) {
+      result.studentArgmax = argmax.subarray(0, rows);
+      result.teacherArgmax = argmax.subarray(rows);
+    }
+    return result;
+  }
+}
+
+/**
+ * A validated call between {@link DistillationLoss.prepare} and {@link DistillationLoss.finish}: one
+ * object of a fixed shape instead of a result closure and its context per call.
+ */
+class KdCall {
+  constructor(
+    readonly job: KdJob,
+    readonly threads: number,
+    /** The student as validated (a custom hard loss computes on it). */
+    readonly student: Matrix,
+    readonly targets: PreparedTargets,
+    readonly reduction: Reduction,
+    /** What the sums are multiplied by: 1 for 'sum', else 1 / kept rows (0 when none is kept). */
+    readonly scale: number,
+    /** Whether the hard loss runs fused in the kernel. */
+    readonly fused: boolean,
+  ) {}
 }
 
 function addCustomGradient(

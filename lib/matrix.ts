@@ -40,6 +40,9 @@ export function dtypeOf(x: unknown): DType | undefined {
 }
 
 function isDetached(a: ArrayBufferView): boolean {
+  // A view on a detached buffer has byteLength 0. Checked first: reading `buffer` is a call into the
+  // runtime (it may even allocate the buffer of a small array), too slow for every call's inputs.
+  if (a.byteLength !== 0) return false;
   const buf = a.buffer as ArrayBuffer & { detached?: boolean };
   if (typeof buf.detached === 'boolean') return buf.detached;
   if (buf.byteLength !== 0) return false;
@@ -56,9 +59,10 @@ export function checkAttached(a: ArrayBufferView, name: string): void {
   if (isDetached(a)) throw new InputError(`${name}: its ArrayBuffer is detached`);
 }
 
-function checkDim(v: unknown, name: string): number {
-  if (typeof v !== 'number') throw new InputError(`${name}: expected a number, got ${typeof v}`);
-  if (!Number.isInteger(v) || v < 1) throw new ShapeError(`${name}: expected a positive integer, got ${v}`);
+/** Validates `${name}.${field}` as a dimension (the name is only built for a message). */
+function checkDim(v: unknown, name: string, field: string): number {
+  if (typeof v !== 'number') throw new InputError(`${name}.${field}: expected a number, got ${typeof v}`);
+  if (!Number.isInteger(v) || v < 1) throw new ShapeError(`${name}.${field}: expected a positive integer, got ${v}`);
   return v;
 }
 
@@ -112,9 +116,9 @@ export function toMatrix(x: unknown, name: string, dtype: DType): Matrix {
   const dt = dtypeOf(x.data);
   if (dt === undefined) throw new InputError(`${name}.data: expected a Float32Array or Float64Array`);
   if (dt !== dtype) throw new InputError(`${name}: expected ${dtype} like the other inputs of this call, got ${dt}`);
-  checkAttached(x.data, `${name}.data`);
-  const rows = checkDim(x.rows, `${name}.rows`);
-  const cols = checkDim(x.cols, `${name}.cols`);
+  if (isDetached(x.data)) throw new InputError(`${name}.data: its ArrayBuffer is detached`);
+  const rows = checkDim(x.rows, name, 'rows');
+  const cols = checkDim(x.cols, name, 'cols');
   if (x.data.length !== rows * cols) {
     throw new ShapeError(
       `${name}: data length ${x.data.length} does not match shape ${shapeStr(rows, cols)} (expected ${rows * cols})`,

@@ -20,9 +20,12 @@ export function reductionOf(v: unknown): Reduction {
   throw new ConfigError(`reduction: expected 'mean', 'sum' or 'none', got ${String(v)}`);
 }
 
+/** What an omitted options argument reads as; shared (and frozen) so calls without options allocate nothing. */
+const NO_OPTIONS = Object.freeze({});
+
 /** Validates an options argument (undefined means no options). */
 export function optionsOf<O extends object>(v: O | undefined, name = 'options'): O {
-  if (v === undefined) return {} as O;
+  if (v === undefined) return NO_OPTIONS as O;
   if (typeof v !== 'object' || v === null) throw new InputError(`${name}: expected an object`);
   return v;
 }

@@ -10,6 +10,8 @@ import { TargetKind } from './backend/types';
 export interface PreparedTargets {
   data: FloatArray | Int32Array | Uint32Array;
   kind: TargetKind;
+  /** Rows whose class index is not the ignore index (all rows for a matrix). */
+  kept: number;
 }
 
 /** True when `x` is a class-index form (Int32Array, Uint32Array or a flat number array). */
@@ -47,26 +49,33 @@ export function prepareTargets(
     } else {
       data = targets as Int32Array | Uint32Array;
     }
+    // Counts the kept rows in the same pass, which saves countKept a second one.
+    let kept = rows;
     for (let r = 0; r < rows; r++) {
       const c = data[r];
-      if (c !== ignoreIndex && (c < 0 || c >= cols)) {
+      if (c === ignoreIndex) {
+        kept--;
+      } else if (c < 0 || c >= cols) {
         throw new InputError(`${name}[${r}]: class index ${c} out of range [0, ${cols})`);
       }
     }
-    return { data, kind: data instanceof Int32Array ? TargetKind.Int32 : TargetKind.Uint32 };
+    return { data, kind: data instanceof Int32Array ? TargetKind.Int32 : TargetKind.Uint32, kept };
   }
   const m = toMatrix(targets, name, dtype);
   expectShape(m, rows, cols, name);
-  return { data: m.data, kind: TargetKind.Matrix };
+  return { data: m.data, kind: TargetKind.Matrix, kept: rows };
 }
 
-/** Rows kept by a mask (0 leaves a row out) and by class indices equal to `ignoreIndex`. */
+/**
+ * Rows kept by a mask (0 leaves a row out) and by class indices equal to `ignoreIndex` (the one
+ * `targets` were prepared with).
+ */
 export function countKept(mask: Uint8Array | null, targets: PreparedTargets | null, ignoreIndex: number, rows: number): number {
+  if (mask === null) return targets === null ? rows : targets.kept;
   const idx = targets !== null && targets.kind !== TargetKind.Matrix ? targets.data : null;
-  if (mask === null && idx === null) return rows;
   let kept = 0;
   for (let r = 0; r < rows; r++) {
-    if ((mask === null || mask[r] !== 0) && (idx === null || idx[r] !== ignoreIndex)) kept++;
+    if (mask[r] !== 0 && (idx === null || idx[r] !== ignoreIndex)) kept++;
   }
   return kept;
 }

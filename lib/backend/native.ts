@@ -100,40 +100,40 @@ function asyncHandle(raw: RawHandle): AsyncHandle {
   return { promise: raw.promise.catch(fromNative), cancel: raw.cancel };
 }
 
+/** Writes a job's scalar settings into the addon's `params` layout. */
+function kdParams(job: KdJob, params: Float64Array): Float64Array {
+  params[0] = job.temperature;
+  params[1] = job.hard;
+  params[2] = job.epsilon;
+  params[3] = job.labelSmoothing;
+  params[4] = job.ignoreIndex;
+  params[5] = job.gradSoftScale;
+  params[6] = job.gradHardScale;
+  return params;
+}
+
 /** Wraps a loaded addon as a backend. */
 export function nativeBackend(addon: Addon): Backend {
-  const kd = (job: KdJob, out: Float64Array, threads: number, async: boolean) => {
-    // Sync calls reuse one params buffer; async calls need their own (it is read at call time, but
-    // keep it simple and safe).
-    const params = async ? new Float64Array(7) : syncParams;
-    params[0] = job.temperature;
-    params[1] = job.hard;
-    params[2] = job.epsilon;
-    params[3] = job.labelSmoothing;
-    params[4] = job.ignoreIndex;
-    params[5] = job.gradSoftScale;
-    params[6] = job.gradHardScale;
-    return guarded(() =>
-      addon.kd(
-        job.student,
-        job.teacher,
-        job.rows,
-        job.cols,
-        job.targets,
-        job.targetKind,
-        job.mask,
-        params,
-        job.rowSoft,
-        job.rowHard,
-        job.grad,
-        out,
-        job.argmax,
-        threads,
-        async,
-      ),
-    );
-  };
+  // Sync calls reuse one params buffer (the addon reads it before returning); async calls get their own.
   const syncParams = new Float64Array(7);
+  const kd = (job: KdJob, out: Float64Array, threads: number, params: Float64Array, async: boolean) =>
+    addon.kd(
+      job.student,
+      job.teacher,
+      job.rows,
+      job.cols,
+      job.targets,
+      job.targetKind,
+      job.mask,
+      kdParams(job, params),
+      job.rowSoft,
+      job.rowHard,
+      job.grad,
+      out,
+      job.argmax,
+      threads,
+      async,
+    );
   const feature = (job: FeatureJob, layerSums: Float64Array, threads: number, async: boolean) =>
     guarded(() =>
       addon.feature(
@@ -157,10 +157,17 @@ export function nativeBackend(addon: Addon): Backend {
     );
   return {
     name: 'native',
-    kd: (job, out, threads) => void kd(job, out, threads, false),
+    // The sync kd call is the latency-critical one: a plain try/catch, no closure per call.
+    kd: (job, out, threads) => {
+      try {
+        kd(job, out, threads, syncParams, false);
+      } catch (err) {
+        fromNative(err);
+      }
+    },
     feature: (job, sums, threads) => void feature(job, sums, threads, false),
     attention: (job, threads) => attention(job, threads, false) as number,
-    kdAsync: (job, out, threads) => asyncHandle(kd(job, out, threads, true) as RawHandle),
+    kdAsync: (job, out, threads) => asyncHandle(guarded(() => kd(job, out, threads, new Float64Array(7), true)) as RawHandle),
     featureAsync: (job, sums, threads) => asyncHandle(feature(job, sums, threads, true) as RawHandle),
     attentionAsync: (job, threads) => asyncHandle(attention(job, threads, true) as RawHandle),
   };

@@ -44,6 +44,11 @@ constexpr const char* kInput = "ERR_KD_INPUT";
 constexpr const char* kShape = "ERR_KD_SHAPE";
 constexpr const char* kConfig = "ERR_KD_CONFIG";
 
+// Names of the compute calls, for messages (template arguments of KdAddon::Entry).
+constexpr char kKdName[] = "kd";
+constexpr char kFeatureName[] = "feature";
+constexpr char kAttentionName[] = "attention";
+
 [[noreturn]] void Fail(Napi::Env env, const char* code, const std::string& msg) {
   Napi::Error e = Napi::Error::New(env, msg);
   e.Value().Set("code", Napi::String::New(env, code));
@@ -83,22 +88,23 @@ struct TypedArg {
   void* data;
 };
 
-bool IsNullish(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
+// True for null or undefined, with one napi_typeof (Napi::Value's IsNull() || IsUndefined() makes two).
+bool IsNullish(napi_env env, napi_value v) {
+  napi_valuetype t = napi_undefined;
+  return napi_typeof(env, v, &t) == napi_ok && (t == napi_null || t == napi_undefined);
+}
 
-// Argument conversion for one call. When `pins` is set (async calls), every typed array accepted is
-// referenced there so it outlives the call. Names are only turned into strings on failure.
+// Argument conversion for one call. When `pins` is set (async calls), every typed array accepted is referenced there so it outlives the call.
+// Each value costs one N-API call where possible (napi_get_typedarray_info, napi_get_value_double
+// report a wrong type themselves); names are only turned into strings on failure.
 class Args {
  public:
-  Args(const Napi::CallbackInfo& info, std::vector<Napi::ObjectReference>* pins)
-      : info_(info), env_(info.Env()), pins_(pins) {}
+  Args(napi_env env, std::vector<Napi::ObjectReference>* pins) : env_(env), pins_(pins) {}
 
-  Napi::Value operator[](size_t i) const { return info_[i]; }
-
-  TypedArg Typed(const Napi::Value& v, const char* name) const {
+  TypedArg Typed(napi_value v, const char* name) const {
     TypedArg t{};
     napi_value buffer = nullptr;
-    size_t offset = 0;
-    if (napi_get_typedarray_info(env_, v, &t.type, &t.length, &t.data, &buffer, &offset) != napi_ok) {
+    if (napi_get_typedarray_info(env_, v, &t.type, &t.length, &t.data, &buffer, nullptr) != napi_ok) {
       Fail(env_, kInput, std::string(name) + ": expected a typed array");
     }
     // Only an empty view can sit on a detached buffer.
@@ -106,31 +112,36 @@ class Args {
     if (t.length == 0 && napi_is_detached_arraybuffer(env_, buffer, &detached) == napi_ok && detached) {
       Fail(env_, kInput, std::string(name) + ": its ArrayBuffer is detached");
     }
-    if (pins_ != nullptr) pins_->push_back(Napi::Persistent(v.As<Napi::Object>()));
+    if (pins_ != nullptr) pins_->push_back(Napi::Persistent(Napi::Object(env_, v)));
     return t;
   }
 
   // A typed array of one element type and exact length, or (if optional and null/undefined) nullptr.
-  void* TypedOfType(const Napi::Value& v, const char* name, napi_typedarray_type type, const char* type_name,
-                    size_t length, bool optional) const {
-    if (optional && IsNullish(v)) return nullptr;
+  void* TypedOfType(napi_value v, const char* name, napi_typedarray_type type, const char* type_name, size_t length,
+                    bool optional) const {
+    if (optional && IsNullish(env_, v)) return nullptr;
     const TypedArg t = Typed(v, name);
     if (t.type != type) Fail(env_, kInput, std::string(name) + ": expected " + type_name);
     CheckLength(name, t.length, length);
     return t.data;
   }
 
-  FloatArg Floats(const Napi::Value& v, const char* name) const {
-    const TypedArg t = Typed(v, name);
+  FloatArg Floats(napi_value v, const char* name) const { return FloatsFrom(Typed(v, name), name); }
+
+  FloatArg FloatsFrom(const TypedArg& t, const char* name) const {
     if (t.type == napi_float32_array) return {DType::kF32, t.data, t.length};
     if (t.type == napi_float64_array) return {DType::kF64, t.data, t.length};
     Fail(env_, kInput, std::string(name) + ": expected a Float32Array or Float64Array");
   }
 
   // A float array of the given dtype and exact length, or (if optional and null/undefined) nullptr.
-  void* FloatsOf(const Napi::Value& v, const char* name, DType dtype, size_t length, bool optional) const {
-    if (optional && IsNullish(v)) return nullptr;
-    const FloatArg a = Floats(v, name);
+  void* FloatsOf(napi_value v, const char* name, DType dtype, size_t length, bool optional) const {
+    if (optional && IsNullish(env_, v)) return nullptr;
+    return Checked(Floats(v, name), name, dtype, length);
+  }
+
+  // The data of `a` after checking its dtype and exact length.
+  void* Checked(const FloatArg& a, const char* name, DType dtype, size_t length) const {
     if (a.dtype != dtype) {
       Fail(env_, kInput,
            std::string(name) + ": expected " + DTypeName(dtype) + " like the other inputs, got " + DTypeName(a.dtype));
@@ -140,11 +151,11 @@ class Args {
   }
 
   template <typename T>
-  T* TypedOf(const Napi::Value& v, const char* name, size_t length, bool optional) const {
+  T* TypedOf(napi_value v, const char* name, size_t length, bool optional) const {
     return static_cast<T*>(FloatsOf(v, name, DTypeOf<T>(), length, optional));
   }
 
-  double* F64(const Napi::Value& v, const char* name, size_t length, bool optional) const {
+  double* F64(napi_value v, const char* name, size_t length, bool optional) const {
     return TypedOf<double>(v, name, length, optional);
   }
 
@@ -155,17 +166,23 @@ class Args {
     }
   }
 
-  double Number(const Napi::Value& v, const char* name) const {
+  double Number(napi_value v, const char* name) const {
     double d = 0;
     if (napi_get_value_double(env_, v, &d) != napi_ok) Fail(env_, kInput, std::string(name) + ": expected a number");
     return d;
   }
 
+  bool Bool(napi_value v, const char* name) const {
+    bool b = false;
+    if (napi_get_value_bool(env_, v, &b) != napi_ok) Fail(env_, kInput, std::string(name) + ": expected a boolean");
+    return b;
+  }
+
   // A positive integer dimension.
-  size_t Dim(const Napi::Value& v, const char* name) const {
+  size_t Dim(napi_value v, const char* name) const {
     const double d = Number(v, name);
     if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0) {
-      Fail(env_, kShape, std::string(name) + ": expected a positive integer, got " + v.ToString().Utf8Value());
+      Fail(env_, kShape, std::string(name) + ": expected a positive integer, got " + Napi::Value(env_, v).ToString().Utf8Value());
     }
     return static_cast<size_t>(d);
   }
@@ -176,8 +193,7 @@ class Args {
   }
 
  private:
-  const Napi::CallbackInfo& info_;
-  Napi::Env env_;
+  napi_env env_;
   std::vector<Napi::ObjectReference>* pins_;
 };
 
@@ -301,12 +317,17 @@ class KdAddon : public Napi::Addon<KdAddon> {
         },
         hook_ref);
     DefineAddon(exports, {
-                             InstanceMethod("kd", &KdAddon::Kd),
-                             InstanceMethod("feature", &KdAddon::Feature),
-                             InstanceMethod("attention", &KdAddon::Attention),
                              InstanceMethod("info", &KdAddon::Info),
                              InstanceMethod("vecmath", &KdAddon::VecMath),
                          });
+    // The compute calls are raw callbacks (see Entry), with this instance as their data.
+    const napi_property_descriptor compute[] = {
+        {"kd", nullptr, &KdAddon::Entry<15, kKdName, &KdAddon::Kd>, nullptr, nullptr, nullptr, napi_default, this},
+        {"feature", nullptr, &KdAddon::Entry<12, kFeatureName, &KdAddon::Feature>, nullptr, nullptr, nullptr, napi_default, this},
+        {"attention", nullptr, &KdAddon::Entry<10, kAttentionName, &KdAddon::Attention>, nullptr, nullptr, nullptr, napi_default,
+         this},
+    };
+    NAPI_THROW_IF_FAILED_VOID(env, napi_define_properties(env, exports, 3, compute));
   }
 
  private:
@@ -330,7 +351,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
   Napi::Value VecMath(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() != 3 || !info[0].IsString()) Fail(env, kInput, "vecmath: expected (op, input, output)");
-    const Args a(info, nullptr);
+    const Args a(env, nullptr);
     const std::string op = info[0].As<Napi::String>().Utf8Value();
     const FloatArg in = a.Floats(info[1], "input");
     const bool f32 = in.dtype == DType::kF32;
@@ -351,18 +372,19 @@ class KdAddon : public Napi::Addon<KdAddon> {
     return env.Undefined();
   }
 
-  // Shared tail of every compute call: reads `threads` at [n], then runs `work` now (returning its
-  // value if `returns_value`) or, when `pins` is set, hands it to a LossWorker.
-  Napi::Value Dispatch(const Napi::CallbackInfo& info, size_t n, std::vector<Napi::ObjectReference>* pins,
-                       Work work, bool returns_value) {
-    Napi::Env env = info.Env();
-    const Args a(info, nullptr);
-    const double threads = a.Number(info[n], "threads");
+  // Shared tail of every compute call: checks `threads`, then runs `work` now (returning its value if
+  // `returns_value`; nullptr is undefined) or, when `pins` is set, hands it to a LossWorker. A template
+  // so the sync path calls the lambda directly, without a heap-allocated std::function.
+  template <typename F>
+  napi_value Dispatch(napi_env env, const Args& a, napi_value threads_arg, std::vector<Napi::ObjectReference>* pins,
+                      F&& work, bool returns_value) {
+    const double threads = a.Number(threads_arg, "threads");
     if (!(threads >= 1 && threads <= 1024) || threads != std::floor(threads)) {
       Fail(env, kConfig, "threads: expected an integer in [1, 1024]");
     }
     if (pins != nullptr) {
-      auto* worker = new LossWorker(env, std::move(work), std::move(*pins), static_cast<size_t>(threads), in_flight_);
+      auto* worker = new LossWorker(Napi::Env(env), Work(std::forward<F>(work)), std::move(*pins),
+                                    static_cast<size_t>(threads), in_flight_);
       Napi::Object handle = worker->Handle();
       worker->Queue();
       return handle;
@@ -371,45 +393,56 @@ class KdAddon : public Napi::Addon<KdAddon> {
     rc.threads = static_cast<size_t>(threads);
     double value = 0.0;
     work(rc, &value);
-    return returns_value ? Napi::Value(Napi::Number::New(env, value)) : env.Undefined();
+    return returns_value ? napi_value(Napi::Number::New(env, value)) : nullptr;
   }
 
-  // Validates the arity and reads the `async` flag (the last argument).
-  static bool IsAsync(const Napi::CallbackInfo& info, size_t arity, const char* fn) {
-    if (info.Length() != arity) Fail(info.Env(), kInput, std::string(fn) + ": expected " + std::to_string(arity) + " arguments");
-    if (!info[arity - 1].IsBoolean()) Fail(info.Env(), kInput, std::string(fn) + ": expected a boolean async flag");
-    return info[arity - 1].As<Napi::Boolean>().Value();
+  using Pins = std::vector<Napi::ObjectReference>;
+  // A compute call after Entry: its arguments, their converter, and the pins of an async call (else
+  // nullptr).
+  using Method = napi_value (KdAddon::*)(napi_env, const napi_value*, const Args&, Pins*);
+
+  // The entry of a compute call with `Arity` arguments, as a raw napi_callback (this instance is its
+  // data): node-addon-api's CallbackInfo calls napi_get_cb_info twice and copies more than 6 arguments
+  // into a heap array; this reads them onto the stack with one call. Checks the arity, reads the
+  // `async` flag (the last argument), runs `M`, and turns the Napi::Error thrown by Fail into a JS
+  // exception, as node-addon-api's wrappers do.
+  template <size_t Arity, const char* Name, Method M>
+  static napi_value Entry(napi_env env, napi_callback_info cbinfo) {
+    napi_value argv[Arity];
+    size_t argc = Arity;
+    void* self = nullptr;
+    if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &self) != napi_ok) return nullptr;
+    try {
+      if (argc != Arity) Fail(env, kInput, std::string(Name) + ": expected " + std::to_string(Arity) + " arguments");
+      bool async = false;
+      if (napi_get_value_bool(env, argv[Arity - 1], &async) != napi_ok) {
+        Fail(env, kInput, std::string(Name) + ": expected a boolean async flag");
+      }
+      Pins pins;
+      Pins* pinned = async ? &pins : nullptr;
+      return (static_cast<KdAddon*>(self)->*M)(env, argv, Args(env, pinned), pinned);
+    } catch (const Napi::Error& e) {
+      e.ThrowAsJavaScriptException();
+      return nullptr;
+    }
   }
 
-  using TypedMethod = Napi::Value (KdAddon::*)(const Napi::CallbackInfo&, const Args&,
-                                               std::vector<Napi::ObjectReference>*);
-
-  // Shared entry of the compute calls: checks the arity and reads the async flag, then runs the
-  // float or double method by the dtype of `probe`, pinning buffers when async.
-  Napi::Value Entry(const Napi::CallbackInfo& info, size_t arity, const char* fn, const Napi::Value& probe,
-                    const char* probe_name, TypedMethod f32, TypedMethod f64) {
-    const bool async = IsAsync(info, arity, fn);
-    std::vector<Napi::ObjectReference> pins;
-    const Args a(info, async ? &pins : nullptr);
-    const bool is_f32 = Args(info, nullptr).Floats(probe, probe_name).dtype == DType::kF32;
-    return (this->*(is_f32 ? f32 : f64))(info, a, async ? &pins : nullptr);
-  }
-
-  Napi::Value Kd(const Napi::CallbackInfo& info) {
-    return Entry(info, 15, "kd", info[0], "student", &KdAddon::KdTyped<float>, &KdAddon::KdTyped<double>);
+  napi_value Kd(napi_env env, const napi_value* argv, const Args& a, Pins* pins) {
+    const FloatArg student = a.Floats(argv[0], "student");
+    return student.dtype == DType::kF32 ? KdTyped<float>(env, argv, a, student, pins)
+                                        : KdTyped<double>(env, argv, a, student, pins);
   }
 
   template <typename T>
-  Napi::Value KdTyped(const Napi::CallbackInfo& info, const Args& a, std::vector<Napi::ObjectReference>* pins) {
-    Napi::Env env = info.Env();
+  napi_value KdTyped(napi_env env, const napi_value* argv, const Args& a, const FloatArg& student, Pins* pins) {
     kd::KdProblem<T> p;
-    p.rows = a.Dim(a[2], "rows");
-    p.cols = a.Dim(a[3], "cols");
+    p.rows = a.Dim(argv[2], "rows");
+    p.cols = a.Dim(argv[3], "cols");
     const size_t n = a.Elements(p.rows, p.cols);
-    p.student = a.TypedOf<T>(a[0], "student", n, false);
-    p.teacher = a.TypedOf<T>(a[1], "teacher", n, false);
+    p.student = static_cast<const T*>(a.Checked(student, "student", DTypeOf<T>(), n));
+    p.teacher = a.TypedOf<T>(argv[1], "teacher", n, false);
 
-    const double* params = a.F64(a[7], "params", 7, false);
+    const double* params = a.F64(argv[7], "params", 7, false);
     p.temperature = params[0];
     if (!(std::isfinite(p.temperature) && p.temperature > 0)) {
       Fail(env, kConfig, "temperature: expected a finite number > 0, got " + std::to_string(p.temperature));
@@ -431,14 +464,14 @@ class KdAddon : public Napi::Addon<KdAddon> {
     p.grad_soft_scale = params[5];
     p.grad_hard_scale = params[6];
 
-    const double kind = a.Number(a[5], "targetKind");
+    const double kind = a.Number(argv[5], "targetKind");
     if (!(kind == 0 || kind == 1 || kind == 2 || kind == 3)) Fail(env, kInput, "targetKind: expected 0..3");
     p.target_kind = static_cast<kd::TargetKind>(static_cast<int32_t>(kind));
     if (p.target_kind == kd::TargetKind::kMatrix) {
-      p.target_matrix = a.TypedOf<T>(a[4], "targets", n, false);
+      p.target_matrix = a.TypedOf<T>(argv[4], "targets", n, false);
     } else if (p.target_kind != kd::TargetKind::kNone) {
       const bool is_i32 = p.target_kind == kd::TargetKind::kInt32;
-      const TypedArg ta = a.Typed(a[4], "targets");
+      const TypedArg ta = a.Typed(argv[4], "targets");
       if (ta.type != (is_i32 ? napi_int32_array : napi_uint32_array)) {
         Fail(env, kInput, std::string("targets: expected ") + (is_i32 ? "an Int32Array" : "a Uint32Array"));
       }
@@ -452,15 +485,16 @@ class KdAddon : public Napi::Addon<KdAddon> {
       Fail(env, kInput, "targets: a built-in hard loss needs targets");
     }
 
-    p.mask = static_cast<const uint8_t*>(a.TypedOfType(a[6], "mask", napi_uint8_array, "a Uint8Array", p.rows, true));
-    p.row_soft = a.F64(a[8], "rowSoft", p.rows, true);
-    p.row_hard = a.F64(a[9], "rowHard", p.rows, true);
-    p.grad = a.TypedOf<T>(a[10], "grad", n, true);
-    double* out = a.F64(a[11], "out", 3, false);
-    p.argmax = static_cast<int32_t*>(a.TypedOfType(a[12], "argmax", napi_int32_array, "an Int32Array", 2 * p.rows, true));
+    p.mask = static_cast<const uint8_t*>(a.TypedOfType(argv[6], "mask", napi_uint8_array, "a Uint8Array", p.rows, true));
+    p.row_soft = a.F64(argv[8], "rowSoft", p.rows, true);
+    p.row_hard = a.F64(argv[9], "rowHard", p.rows, true);
+    p.grad = a.TypedOf<T>(argv[10], "grad", n, true);
+    double* out = a.F64(argv[11], "out", 3, false);
+    p.argmax =
+        static_cast<int32_t*>(a.TypedOfType(argv[12], "argmax", napi_int32_array, "an Int32Array", 2 * p.rows, true));
 
     const kd::KernelSet<T>& set = SetOf<T>(*table_);
-    Work work = [&set, p, out](const kd::RunControl& rc, double*) {
+    auto work = [&set, p, out](const kd::RunControl& rc, double*) {
       kd::KdPartial r;
       if (!kd::run_kd<T>(set, p, rc, &r)) return false;
       out[0] = r.soft;
@@ -468,7 +502,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
       out[2] = r.kept;
       return true;
     };
-    return Dispatch(info, 13, pins, std::move(work), false);
+    return Dispatch(env, a, argv[13], pins, work, false);
   }
 
   template <typename T>
@@ -485,38 +519,39 @@ class KdAddon : public Napi::Addon<KdAddon> {
     }
   }
 
-  Napi::Value Feature(const Napi::CallbackInfo& info) {
-    if (info.Length() > 2 && (!info[2].IsArray() || info[2].As<Napi::Array>().Length() == 0)) {
-      Fail(info.Env(), kInput, "studentFeatures: expected a non-empty array");
+  napi_value Feature(napi_env env, const napi_value* argv, const Args& a, Pins* pins) {
+    const Napi::Value students(env, argv[2]);
+    if (!students.IsArray() || students.As<Napi::Array>().Length() == 0) {
+      Fail(env, kInput, "studentFeatures: expected a non-empty array");
     }
-    const Napi::Value first = info.Length() > 2 ? info[2].As<Napi::Array>().Get(0u) : info.Env().Undefined();
-    return Entry(info, 12, "feature", first, "studentFeatures[0]", &KdAddon::FeatureTyped<float>,
-                 &KdAddon::FeatureTyped<double>);
+    const FloatArg first = a.Floats(students.As<Napi::Array>().Get(0u), "studentFeatures[0]");
+    return first.dtype == DType::kF32 ? FeatureTyped<float>(env, argv, a, pins) : FeatureTyped<double>(env, argv, a, pins);
   }
 
   template <typename T>
-  Napi::Value FeatureTyped(const Napi::CallbackInfo& info, const Args& a, std::vector<Napi::ObjectReference>* pins) {
-    Napi::Env env = info.Env();
-    const size_t rows = a.Dim(a[0], "rows");
-    const double pv = a.Number(a[1], "pNorm");
+  napi_value FeatureTyped(napi_env env, const napi_value* argv, const Args& a, Pins* pins) {
+    const size_t rows = a.Dim(argv[0], "rows");
+    const double pv = a.Number(argv[1], "pNorm");
     if (pv != 1 && pv != 2) Fail(env, kConfig, "pNorm: expected 1 or 2");
-    if (!a[3].IsArray()) Fail(env, kInput, "teacherFeatures: expected an array");
-    Napi::Array students = a[2].As<Napi::Array>();
-    Napi::Array teachers = a[3].As<Napi::Array>();
+    const Napi::Array students(env, argv[2]);
+    const Napi::Value teachers_arg(env, argv[3]);
+    if (!teachers_arg.IsArray()) Fail(env, kInput, "teacherFeatures: expected an array");
+    const Napi::Array teachers = teachers_arg.As<Napi::Array>();
     const size_t layers = students.Length();
     if (teachers.Length() != layers) {
       Fail(env, kShape, "teacherFeatures: expected " + std::to_string(layers) + " layers, got " +
                             std::to_string(teachers.Length()));
     }
-    const double* cols = a.F64(a[4], "cols", layers, false);
-    const double* weights = a.F64(a[5], "rowWeights", layers, false);
-    double* row_out = a.F64(a[6], "rowOut", rows, true);
-    const bool has_grads = !IsNullish(a[7]);
-    if (has_grads && (!a[7].IsArray() || a[7].As<Napi::Array>().Length() != layers)) {
+    const double* cols = a.F64(argv[4], "cols", layers, false);
+    const double* weights = a.F64(argv[5], "rowWeights", layers, false);
+    double* row_out = a.F64(argv[6], "rowOut", rows, true);
+    const Napi::Value grads(env, argv[7]);
+    const bool has_grads = !IsNullish(env, grads);
+    if (has_grads && (!grads.IsArray() || grads.As<Napi::Array>().Length() != layers)) {
       Fail(env, kInput, "grads: expected an array with one buffer per layer");
     }
-    const double* scales = has_grads ? a.F64(a[8], "gradScales", layers, false) : nullptr;
-    double* sums = a.F64(a[9], "layerSums", layers, false);
+    const double* scales = has_grads ? a.F64(argv[8], "gradScales", layers, false) : nullptr;
+    double* sums = a.F64(argv[9], "layerSums", layers, false);
 
     std::vector<kd::FeatureLayer<T>> ls(layers);
     for (size_t l = 0; l < layers; ++l) {
@@ -535,39 +570,39 @@ class KdAddon : public Napi::Addon<KdAddon> {
       L.row_out = row_out;
       L.row_weight = weights[l];
       if (has_grads) {
-        L.grad = a.TypedOf<T>(a[7].As<Napi::Array>().Get(li), ("grads" + idx).c_str(), n, false);
+        L.grad = a.TypedOf<T>(grads.As<Napi::Array>().Get(li), ("grads" + idx).c_str(), n, false);
         L.grad_scale = scales[l];
       }
     }
     const kd::KernelSet<T>& set = SetOf<T>(*table_);
-    Work work = [&set, ls = std::move(ls), rows, sums](const kd::RunControl& rc, double*) {
+    auto work = [&set, ls = std::move(ls), rows, sums](const kd::RunControl& rc, double*) {
       return kd::run_feature<T>(set, ls.data(), ls.size(), rows, rc, sums);
     };
-    return Dispatch(info, 10, pins, std::move(work), false);
+    return Dispatch(env, a, argv[10], pins, std::move(work), false);
   }
 
-  Napi::Value Attention(const Napi::CallbackInfo& info) {
-    return Entry(info, 10, "attention", info[0], "student", &KdAddon::AttentionTyped<float>,
-                 &KdAddon::AttentionTyped<double>);
+  napi_value Attention(napi_env env, const napi_value* argv, const Args& a, Pins* pins) {
+    const FloatArg student = a.Floats(argv[0], "student");
+    return student.dtype == DType::kF32 ? AttentionTyped<float>(env, argv, a, student, pins)
+                                        : AttentionTyped<double>(env, argv, a, student, pins);
   }
 
   template <typename T>
-  Napi::Value AttentionTyped(const Napi::CallbackInfo& info, const Args& a, std::vector<Napi::ObjectReference>* pins) {
-    Napi::Env env = info.Env();
+  napi_value AttentionTyped(napi_env env, const napi_value* argv, const Args& a, const FloatArg& student, Pins* pins) {
     kd::AttentionProblem<T> p;
-    p.rows = a.Dim(a[2], "rows");
-    p.cols = a.Dim(a[3], "cols");
+    p.rows = a.Dim(argv[2], "rows");
+    p.cols = a.Dim(argv[3], "cols");
     const size_t n = a.Elements(p.rows, p.cols);
-    p.student = a.TypedOf<T>(a[0], "student", n, false);
-    p.teacher = a.TypedOf<T>(a[1], "teacher", n, false);
-    p.beta = a.Number(a[4], "beta");
+    p.student = static_cast<const T*>(a.Checked(student, "student", DTypeOf<T>(), n));
+    p.teacher = a.TypedOf<T>(argv[1], "teacher", n, false);
+    p.beta = a.Number(argv[4], "beta");
     if (!(std::isfinite(p.beta) && p.beta > 0)) Fail(env, kConfig, "beta: expected a finite number > 0");
-    p.row_out = a.F64(a[5], "rowOut", p.rows, true);
-    p.grad = a.TypedOf<T>(a[6], "grad", n, true);
-    p.grad_scale = a.Number(a[7], "gradScale");
+    p.row_out = a.F64(argv[5], "rowOut", p.rows, true);
+    p.grad = a.TypedOf<T>(argv[6], "grad", n, true);
+    p.grad_scale = a.Number(argv[7], "gradScale");
     const kd::KernelSet<T>& set = SetOf<T>(*table_);
-    Work work = [&set, p](const kd::RunControl& rc, double* value) { return kd::run_attention<T>(set, p, rc, value); };
-    return Dispatch(info, 8, pins, std::move(work), true);
+    auto work = [&set, p](const kd::RunControl& rc, double* value) { return kd::run_attention<T>(set, p, rc, value); };
+    return Dispatch(env, a, argv[8], pins, work, true);
   }
 
   const kd::KernelTable* table_ = nullptr;

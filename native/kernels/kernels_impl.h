@@ -84,6 +84,8 @@ struct RowSum {
     }
   }
   double sum() const { return O::acc_sum(acc); }
+  // The V partial, i.e. the whole row's sum when the row fit in one block and fold() was never called.
+  typename O::V partial() const { return part; }
 };
 
 // Prefetches the cache line holding element j of row p (one call per line: the first chunk that
@@ -145,21 +147,15 @@ inline int32_t first_index_of(const T* x, size_t n, T v) {
   return -1;
 }
 
-// ln a and ln b, with one vector log where the ISA has two double lanes (the per-row logs are a
-// visible cost for narrow rows); the scalar reference keeps the C library's log.
-inline void log_pair(double a, double b, double* la, double* lb) {
+// x[i] = ln x[i] for i < n: vector logs where the ISA has double lanes (a row's logs sit at the end of
+// its dependency chain, so for narrow rows taking them one row at a time leaves the core waiting on
+// their latency); the scalar reference keeps the C library's log.
+inline void log_inplace(double* x, size_t n) {
   using D = Ops<double>;
   if constexpr (D::N >= 2) {
-    double in[D::N], out[D::N];
-    for (size_t i = 0; i < D::N; ++i) in[i] = 1.0;
-    in[0] = a;
-    in[1] = b;
-    D::store(out, D::log(D::load(in)));
-    *la = out[0];
-    *lb = out[1];
+    sweep<D>(n, [&](size_t j, size_t k) KD_SWEEP_INLINE { storef<D>(x + j, k, D::log(loadf<D>(x + j, k, 1.0))); });
   } else {
-    *la = ::log(a);
-    *lb = ::log(b);
+    for (size_t i = 0; i < n; ++i) x[i] = ::log(x[i]);
   }
 }
 
@@ -168,7 +164,8 @@ inline void log_pair(double a, double b, double* la, double* lb) {
 // clamped element contributes).
 template <typename T>
 struct ProbClamp {
-  T lo, hi, log_lo, log_hi;
+  T lo = 0, hi = 0, log_lo = 0, log_hi = 0;
+  ProbClamp() = default;  // unused bounds (kernels without the probability cross-entropy)
   explicit ProbClamp(double eps) {
     const double top = 1.0 - eps;
     lo = static_cast<T>(eps);
@@ -196,7 +193,8 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   const V inv_t = O::set1(static_cast<T>(1.0 / P.temperature));
   const double ls = kHard == HardKind::kMse ? 0.0 : P.label_smoothing;
   const double ls_c = ls / static_cast<double>(C);
-  const ProbClamp<T> clamp(P.epsilon);
+  // Only the probability cross-entropy clamps (the bounds cost two C library logs per call).
+  const ProbClamp<T> clamp = kHard == HardKind::kCrossEntropyProbs ? ProbClamp<T>(P.epsilon) : ProbClamp<T>();
   const V c_lo = O::set1(clamp.lo), c_hi = O::set1(clamp.hi);
   const V c_log_lo = O::set1(clamp.log_lo), c_log_hi = O::set1(clamp.log_hi);
   // A one-hot lane vector for class-index targets: lane k of load(hot + N - k) is 1.
@@ -206,10 +204,64 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   // Gradients larger than the caches are written with non-temporal stores (see sweep 3).
   const bool stream_grad = kGrad && P.rows * C * sizeof(T) >= kStreamBytes;
   KdPartial out;
+
+  // Rows are finished in groups: a row's sums are kept until kGroup rows have them, then the logs of
+  // the whole group are taken together and the per-row losses added up in row order. (For narrow rows
+  // the two logs at the end of each row's dependency chain were half of the time.)
+  constexpr size_t kGroup = 16;
+  constexpr size_t kLogs = kHard == HardKind::kCrossEntropyLogits ? 2 : 1;  // Zs / Zt (and Z1) per row
+  struct Pending {
+    size_t row;
+    double zt, w, ysum_s, ydot, dsum;
+  };
+  Pending pending[kGroup];
+  double logs[kGroup * kLogs];
+  size_t n_pending = 0;
+  const auto finish_pending = [&]() {
+    log_inplace(logs, n_pending * kLogs);
+    for (size_t k = 0; k < n_pending; ++k) {
+      const Pending& q = pending[k];
+      const double soft = q.w / q.zt + logs[k * kLogs];
+      double hard = 0.0;
+      if (kHard == HardKind::kCrossEntropyLogits) {
+        // Without smoothing the uniform term is absent (not 0 * sum, which is NaN for -inf logits).
+        hard = q.ysum_s * logs[k * kLogs + 1] - ((1.0 - ls) * q.ydot + (ls > 0.0 ? ls_c * q.dsum : 0.0));
+      } else if (kHard == HardKind::kCrossEntropyProbs) {
+        hard = -((1.0 - ls) * q.ydot + (ls > 0.0 ? ls_c * q.dsum : 0.0));
+      } else if (kHard == HardKind::kMse) {
+        hard = q.ydot / static_cast<double>(C);
+      }
+      if (P.row_soft) P.row_soft[q.row] = soft;
+      if (P.row_hard) P.row_hard[q.row] = hard;
+      out.soft += soft;
+      out.hard += hard;
+      out.kept += 1.0;
+    }
+    n_pending = 0;
+  };
+  // Sweep 1: row maxima.
+  struct Maxima {
+    T s, t;
+  };
+  const auto maxima = [&](size_t r) KD_SWEEP_INLINE -> Maxima {
+    V vms = O::set1(-inf), vmt = O::set1(-inf);
+    sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+      vms = O::max(vms, loadf<O>(P.student + r * C + j, n, -inf));
+      vmt = O::max(vmt, loadf<O>(P.teacher + r * C + j, n, -inf));
+    });
+    return {O::reduce_max(vms), O::reduce_max(vmt)};
+  };
+  // Rows that fit in one block (see sweep 2) are short enough that a row is mostly one dependency chain
+  // (maxima, exps, sums); their maxima are taken one row ahead, so that chain overlaps the next row's.
+  const bool one_block = O::kBlock > 1 && C <= O::N * O::kBlock;
+  Maxima ahead{};
+  if (one_block && r0 < r1) ahead = maxima(r0);
   for (size_t r = r0; r < r1; ++r) {
     const T* s = P.student + r * C;
     const T* t = P.teacher + r * C;
     T* g = kGrad ? P.grad + r * C : nullptr;
+    Maxima m = ahead;
+    if (one_block && r + 1 < r1) ahead = maxima(r + 1);
     if (!row_kept(P, r)) {
       if (P.row_soft) P.row_soft[r] = 0.0;
       if (P.row_hard) P.row_hard[r] = 0.0;
@@ -226,13 +278,8 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       return loadf<O>(hot + O::N - (cls - j), n, 0);
     };
 
-    // Sweep 1: row maxima.
-    V vms = O::set1(-inf), vmt = O::set1(-inf);
-    sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
-      vms = O::max(vms, loadf<O>(s + j, n, -inf));
-      vmt = O::max(vmt, loadf<O>(t + j, n, -inf));
-    });
-    const T ms = O::reduce_max(vms), mt = O::reduce_max(vmt);
+    if (!one_block) m = maxima(r);
+    const T ms = m.s, mt = m.t;
     if (P.argmax) {
       P.argmax[r] = first_index_of(s, C, ms);
       P.argmax[P.rows + r] = first_index_of(t, C, mt);
@@ -255,14 +302,16 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       if (kTargets) ydot.fold();
       if (kHard == HardKind::kCrossEntropyLogits || kHard == HardKind::kCrossEntropyProbs) dsum.fold();
     };
-    // The next row streams into the cache while this one is computed (sweep 1 would otherwise wait on
-    // memory for every line).
-    const bool prefetch_next = r + 1 < P.rows;
-    sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+    // The row whose sweep 1 comes next streams into the cache while this one is computed (sweep 1 would
+    // otherwise wait on memory for every line): the next row, or the one after it when maxima are taken
+    // one row ahead.
+    const size_t pf = one_block ? 2 : 1;
+    const bool prefetch_next = r + pf < P.rows;
+    const auto terms = [&](size_t j, size_t n) KD_SWEEP_INLINE {
       if (prefetch_next) {
-        prefetch_chunk<O>(s + C, j);
-        prefetch_chunk<O>(t + C, j);
-        if (kMatrixTargets) prefetch_chunk<O>(ym + C, j);
+        prefetch_chunk<O>(s + pf * C, j);
+        prefetch_chunk<O>(t + pf * C, j);
+        if (kMatrixTargets) prefetch_chunk<O>(ym + pf * C, j);
       }
       const V xs = loadf<O>(s + j, n, 0), xt = loadf<O>(t + j, n, 0);
       const V ds = O::sub(xs, vms1);
@@ -299,32 +348,39 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
         const V d = O::sub(xs, yvec(j, n));
         ydot.add(O::mul(d, d));
       }
-    }, fold);
-
-    const double Zs = zs.sum(), Zt = zt.sum();
-    // Z1: the cross-entropy normaliser, for the hard term and the gradient.
-    const double Z1 = kHard == HardKind::kCrossEntropyLogits ? z1.sum() : 1.0;
-    double log_ratio = 0.0, log_z1 = 0.0;
-    log_pair(Zs / Zt, Z1, &log_ratio, &log_z1);
-    const double soft = w.sum() / Zt + log_ratio;
-
-    double hard = 0.0;
-    double ysum_s = 0.0;  // smoothed target mass, for the gradient
-    if (kHard == HardKind::kCrossEntropyLogits) {
-      ysum_s = (1.0 - ls) * ysum.sum() + ls;
-      // Without smoothing the uniform term is absent (not 0 * sum, which is NaN for -inf logits).
-      hard = ysum_s * log_z1 - ((1.0 - ls) * ydot.sum() + (ls > 0.0 ? ls_c * dsum.sum() : 0.0));
-    } else if (kHard == HardKind::kCrossEntropyProbs) {
-      hard = -((1.0 - ls) * ydot.sum() + (ls > 0.0 ? ls_c * dsum.sum() : 0.0));
-    } else if (kHard == HardKind::kMse) {
-      hard = ydot.sum() / static_cast<double>(C);
+    };
+    // The row's sums: zs, zt, w, z1, ysum, ydot, dsum (0 where this kernel has no such term).
+    double sums[8];
+    if (one_block) {
+      // The row fits in one block: its V partials are the whole sums, and one sum8 adds up all of their
+      // lanes (a narrow row would otherwise spend most of its time widening and reducing each sum).
+      sweep<O>(C, terms);
+      if constexpr (O::kBlock > 1) {
+        O::sum8({zs.partial(), zt.partial(), w.partial(), z1.partial(), ysum.partial(), ydot.partial(),
+                 dsum.partial(), zero},
+                sums);
+      }
+    } else {
+      sweep_fold<O>(C, terms, fold);
+      const RowSum<O>* all[7] = {&zs, &zt, &w, &z1, &ysum, &ydot, &dsum};
+      for (size_t i = 0; i < 7; ++i) sums[i] = all[i]->sum();
     }
 
-    if (P.row_soft) P.row_soft[r] = soft;
-    if (P.row_hard) P.row_hard[r] = hard;
-    out.soft += soft;
-    out.hard += hard;
-    out.kept += 1.0;
+    const double Zs = sums[0], Zt = sums[1];
+    // Z1: the cross-entropy normaliser, for the hard term and the gradient.
+    const double Z1 = kHard == HardKind::kCrossEntropyLogits ? sums[3] : 1.0;
+    // Smoothed target mass, for the logits cross-entropy and its gradient.
+    const double ysum_s = kHard == HardKind::kCrossEntropyLogits ? (1.0 - ls) * sums[4] + ls : 0.0;
+    Pending& q = pending[n_pending];
+    q.row = r;
+    q.zt = Zt;
+    q.w = sums[2];
+    q.ysum_s = ysum_s;
+    q.ydot = sums[5];
+    q.dsum = sums[6];
+    logs[n_pending * kLogs] = Zs / Zt;
+    if (kLogs == 2) logs[n_pending * kLogs + 1] = Z1;
+    ++n_pending;
 
     if (kGrad) {
       // Sweep 3: grad = gs * (p_s - p_t) / T + gh * dHard/ds, from the exps saved in sweep 2.
@@ -367,7 +423,9 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
         sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE { storef<O>(g + j, n, grad_at(j, n)); });
       }
     }
+    if (n_pending == kGroup) finish_pending();
   }
+  finish_pending();
   if (stream_grad) O::fence();  // order the non-temporal stores before the caller reads them
   return out;
 }

@@ -124,6 +124,25 @@ struct Ops<float> {
     __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
     return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
   }
+  // out[k] = the lanes of v[k] summed (a float tree), for 8 vectors at once: each level adds halves
+  // of two inputs side by side, so 8 sums cost about as much as two separate reductions.
+  static void sum8(const V (&v)[8], double (&out)[8]) {
+    V h[4], q[2];
+    for (int i = 0; i < 4; ++i) {  // [a a b b]: 256-bit halves of a and of b added
+      h[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                           _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    }
+    for (int i = 0; i < 2; ++i) {  // [a b c d]: 128-bit quarters added
+      q[i] = _mm512_add_ps(_mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0x88),
+                           _mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0xDD));
+    }
+    // Per quarter k: [x x y y], x = q[0]'s kind k, y = q[1]'s kind k; then adjacent lanes added.
+    V e = _mm512_add_ps(_mm512_shuffle_ps(q[0], q[1], 0x44), _mm512_shuffle_ps(q[0], q[1], 0xEE));
+    e = _mm512_add_ps(e, _mm512_shuffle_ps(e, e, 0xB1));
+    // Lane 4k holds kind k, lane 4k + 2 kind k + 4.
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_storeu_pd(out, _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_permutexvar_ps(order, e))));
+  }
 };
 
 template <>
@@ -210,6 +229,21 @@ struct Ops<double> {
     __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
     __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
     return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+  }
+  // out[k] = the lanes of v[k] summed, for 8 vectors at once (see Ops<float>::sum8).
+  static void sum8(const V (&v)[8], double (&out)[8]) {
+    V h[4], q[2];
+    for (int i = 0; i < 4; ++i) {  // [a b]: 256-bit halves added
+      h[i] = _mm512_add_pd(_mm512_shuffle_f64x2(v[2 * i], v[2 * i + 1], 0x44),
+                           _mm512_shuffle_f64x2(v[2 * i], v[2 * i + 1], 0xEE));
+    }
+    for (int i = 0; i < 2; ++i) {  // [a b c d]: 128-bit quarters added
+      q[i] = _mm512_add_pd(_mm512_shuffle_f64x2(h[2 * i], h[2 * i + 1], 0x88),
+                           _mm512_shuffle_f64x2(h[2 * i], h[2 * i + 1], 0xDD));
+    }
+    // Per quarter k: kind k of q[0], then kind k of q[1].
+    const V e = _mm512_add_pd(_mm512_unpacklo_pd(q[0], q[1]), _mm512_unpackhi_pd(q[0], q[1]));
+    _mm512_storeu_pd(out, _mm512_permutexvar_pd(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), e));
   }
 };
 

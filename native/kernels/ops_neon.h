@@ -113,6 +113,14 @@ struct Ops<float> {
     return a;
   }
   static double acc_sum(Acc a) { return vaddvq_f64(vaddq_f64(a.lo, a.hi)); }
+  // out[k] = the lanes of v[k] summed (a float tree), for 8 vectors at once by pairwise adds.
+  static void sum8(const V (&v)[8], double (&out)[8]) {
+    for (int i = 0; i < 8; i += 4) {
+      const V s = vpaddq_f32(vpaddq_f32(v[i], v[i + 1]), vpaddq_f32(v[i + 2], v[i + 3]));  // [a b c d]
+      vst1q_f64(out + i, vcvt_f64_f32(vget_low_f32(s)));
+      vst1q_f64(out + i + 2, vcvt_high_f64_f32(s));
+    }
+  }
 };
 
 template <>
@@ -203,6 +211,10 @@ struct Ops<double> {
   static Acc acc_zero() { return vdupq_n_f64(0.0); }
   static Acc acc_add(Acc a, V v) { return vaddq_f64(a, v); }
   static double acc_sum(Acc a) { return vaddvq_f64(a); }
+  // out[k] = the lanes of v[k] summed, for 8 vectors at once by pairwise adds.
+  static void sum8(const V (&v)[8], double (&out)[8]) {
+    for (int i = 0; i < 8; i += 2) vst1q_f64(out + i, vpaddq_f64(v[i], v[i + 1]));
+  }
 };
 
 }  // namespace KD_ISA

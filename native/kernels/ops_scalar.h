@@ -9,6 +9,8 @@
 //   acc_sum.
 // Row sums are kept as V partials over blocks of kBlock vectors and added into the (double) Acc once per
 // block (see sweep_fold in kernels_impl.h); kBlock == 1 here, which is plain double accumulation.
+// The SIMD headers (kBlock > 1) also provide sum8, the lane sums of 8 partials at once, for rows that
+// fit in one block.
 // The SIMD ops headers add the primitives vecmath.h is written over (see there).
 // An ops header must define KD_ISA (the namespace the kernels are compiled into) before
 // kernels_impl.h is included.
