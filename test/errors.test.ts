@@ -188,7 +188,11 @@ describe('raw addon', () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const addon = require(process.env.KDLOSS_ADDON || path.join(root, 'build', 'Release', 'kdloss.node'));
   const f64 = (n: number) => new Float64Array(n);
-  const params = () => new Float64Array([2, 1, 1e-10, 0, -100, 0, 0]);
+  // kd's io buffer (layout in native/addon/addon.cc): shape, target kind, threads, T = 2 with the
+  // logits cross-entropy (no hard loss without targets), and which optional arguments are passed.
+  const io = (rows: number, cols: number, targetKind: number, present = 0, threads = 1) =>
+    new Float64Array([rows, cols, targetKind, threads, 2, targetKind === 0 ? 0 : 1, 1e-10, 0, -100, 0, 0, present, 0, 0, 0]);
+  const none = [null, null, null, null, null] as const; // mask, rowSoft, rowHard, grad, argmax
   const codeOf = (fn: () => unknown): string | undefined => {
     try {
       fn();
@@ -200,8 +204,9 @@ describe('raw addon', () => {
 
   it('rejects missing and mistyped arguments with ERR_KD_INPUT', () => {
     expect(codeOf(() => addon.kd())).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, null, 1, false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(f64(6), new Float32Array(6), 2, 3, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(1, 2, 3, 4, 5, 6, 7, 8, 9, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, [2, 3], false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), new Float32Array(6), null, ...none, io(2, 3, 0), false))).to.equal('ERR_KD_INPUT');
     expect(codeOf(() => addon.feature())).to.equal('ERR_KD_INPUT');
     expect(codeOf(() => addon.feature(1, 2, [{}], [], f64(1), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_INPUT');
     expect(codeOf(() => addon.attention(f64(1), f64(1), 1, 1, 2, null, null, 'x', 1, false))).to.equal('ERR_KD_INPUT');
@@ -213,38 +218,54 @@ describe('raw addon', () => {
   it('rejects thread counts outside [1, 1024]', () => {
     for (const threads of [0, -1, 1.5, 5000, NaN]) {
       expect(codeOf(() => addon.attention(f64(1), f64(1), 1, 1, 2, null, null, 0, threads, false))).to.equal('ERR_KD_CONFIG');
+      expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2, 3, 0, 0, threads), false))).to.equal('ERR_KD_CONFIG');
+    }
+  });
+
+  it('looks only at the optional kd arguments io marks as passed, and checks those', () => {
+    // Garbage where nothing is marked: not looked at.
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, 'x', {}, 1, [], 'y', io(2, 3, 0), false))).to.equal('no error');
+    // Marked but missing or wrong: mask (bit 0), grad (bit 3), argmax (bit 4).
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2, 3, 0, 1), false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, null, null, null, f64(5), null, io(2, 3, 0, 8), false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, null, null, null, null, new Int32Array(2), io(2, 3, 0, 16), false))).to.equal(
+      'ERR_KD_SHAPE',
+    );
+    for (const present of [32, -1, 1.5, NaN]) {
+      expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2, 3, 0, present), false))).to.equal('ERR_KD_INPUT');
     }
   });
 
   it('rejects lengths that do not match the shape it is told, including overflowing shapes', () => {
-    expect(codeOf(() => addon.kd(f64(5), f64(6), 2, 3, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2 ** 40, 2 ** 40, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), -2, -3, null, 0, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, f64(6), 1, null, params(), null, null, f64(5), f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, new Int32Array(1), 2, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(5), f64(6), null, ...none, io(2, 3, 0), false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2 ** 40, 2 ** 40, 0), false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(-2, -3, 0), false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), f64(6), null, null, null, f64(5), null, io(2, 3, 1, 8), false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), new Int32Array(1), ...none, io(2, 3, 2), false))).to.equal('ERR_KD_SHAPE');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, f64(14), false))).to.equal('ERR_KD_SHAPE');
     expect(codeOf(() => addon.attention(f64(4), f64(6), 2, 3, 2, null, null, 0, 1, false))).to.equal('ERR_KD_SHAPE');
     expect(codeOf(() => addon.feature(2, 2, [f64(6)], [f64(6)], new Float64Array([4]), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_SHAPE');
   });
 
   it('rejects out-of-range class indices before any kernel reads them', () => {
     const idx = new Int32Array([0, 1 << 30]);
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, idx, 2, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), idx, ...none, io(2, 3, 2), false))).to.equal('ERR_KD_INPUT');
     const uidx = new Uint32Array([0, 0xffffffff]);
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, uidx, 3, null, params(), null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_INPUT');
+    expect(codeOf(() => addon.kd(f64(6), f64(6), uidx, ...none, io(2, 3, 3), false))).to.equal('ERR_KD_INPUT');
   });
 
   it('rejects configuration it is handed out of domain', () => {
-    const bad = params();
-    bad[0] = NaN;
-    expect(codeOf(() => addon.kd(f64(6), f64(6), 2, 3, new Int32Array(2), 2, null, bad, null, null, null, f64(3), null, 1, false))).to.equal('ERR_KD_CONFIG');
+    const bad = io(2, 3, 2);
+    bad[4] = NaN; // temperature
+    expect(codeOf(() => addon.kd(f64(6), f64(6), new Int32Array(2), ...none, bad, false))).to.equal('ERR_KD_CONFIG');
     expect(codeOf(() => addon.attention(f64(6), f64(6), 2, 3, -1, null, null, 0, 1, false))).to.equal('ERR_KD_CONFIG');
     expect(codeOf(() => addon.feature(1, 3, [f64(1)], [f64(1)], new Float64Array([1]), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_CONFIG');
   });
 
   it('computes when everything is right', () => {
-    const out = f64(3);
-    addon.kd(f64(6), f64(6), 2, 3, new Int32Array([0, 2]), 2, null, params(), null, null, null, out, null, 1, false);
-    expect(out[2]).to.equal(2);
-    expect(out[1]).to.be.closeTo(2 * Math.log(3), 1e-12);
+    const buf = io(2, 3, 2);
+    addon.kd(f64(6), f64(6), new Int32Array([0, 2]), ...none, buf, false);
+    expect(buf[14]).to.equal(2); // kept rows
+    expect(buf[13]).to.be.closeTo(2 * Math.log(3), 1e-12); // hard: cross-entropy of uniform logits
   });
 });

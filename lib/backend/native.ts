@@ -27,21 +27,17 @@ interface RawHandle {
  * `async` flag; async calls return a {@link RawHandle}.
  */
 export interface Addon {
+  /** `io` layout: see {@link KdIo}; the results are written to its last three slots. */
   kd(
     student: unknown,
     teacher: unknown,
-    rows: number,
-    cols: number,
     targets: unknown,
-    targetKind: number,
     mask: unknown,
-    params: Float64Array,
     rowSoft: unknown,
     rowHard: unknown,
     grad: unknown,
-    out: Float64Array,
-    argmax: Int32Array | null,
-    threads: number,
+    argmax: unknown,
+    io: Float64Array,
     async: boolean,
   ): RawHandle | undefined;
   feature(
@@ -100,40 +96,66 @@ function asyncHandle(raw: RawHandle): AsyncHandle {
   return { promise: raw.promise.catch(fromNative), cancel: raw.cancel };
 }
 
-/** Writes a job's scalar settings into the addon's `params` layout. */
-function kdParams(job: KdJob, params: Float64Array): Float64Array {
-  params[0] = job.temperature;
-  params[1] = job.hard;
-  params[2] = job.epsilon;
-  params[3] = job.labelSmoothing;
-  params[4] = job.ignoreIndex;
-  params[5] = job.gradSoftScale;
-  params[6] = job.gradHardScale;
-  return params;
+/**
+ * Slots of the addon's kd `io` buffer (native/addon/addon.cc documents the same layout): the shape,
+ * settings and thread count travel in one Float64Array because every N-API value costs the binding a
+ * call of its own, and a small distillation call is latency-bound; the sums come back in it too.
+ */
+const enum KdIo {
+  Rows,
+  Cols,
+  TargetKind,
+  Threads,
+  Temperature,
+  HardKind,
+  Epsilon,
+  LabelSmoothing,
+  IgnoreIndex,
+  GradSoftScale,
+  GradHardScale,
+  /** Bit k set when optional argument k (mask, rowSoft, rowHard, grad, argmax) is passed. */
+  Present,
+  Soft,
+  Hard,
+  Kept,
+  Length,
+}
+
+/** Writes a job into a kd `io` buffer. */
+function kdIo(job: KdJob, threads: number, io: Float64Array): Float64Array {
+  io[KdIo.Rows] = job.rows;
+  io[KdIo.Cols] = job.cols;
+  io[KdIo.TargetKind] = job.targetKind;
+  io[KdIo.Threads] = threads;
+  io[KdIo.Temperature] = job.temperature;
+  io[KdIo.HardKind] = job.hard;
+  io[KdIo.Epsilon] = job.epsilon;
+  io[KdIo.LabelSmoothing] = job.labelSmoothing;
+  io[KdIo.IgnoreIndex] = job.ignoreIndex;
+  io[KdIo.GradSoftScale] = job.gradSoftScale;
+  io[KdIo.GradHardScale] = job.gradHardScale;
+  io[KdIo.Present] =
+    (job.mask !== null ? 1 : 0) |
+    (job.rowSoft !== null ? 2 : 0) |
+    (job.rowHard !== null ? 4 : 0) |
+    (job.grad !== null ? 8 : 0) |
+    (job.argmax !== null ? 16 : 0);
+  return io;
+}
+
+/** Copies the sums of a finished kd call from its `io` buffer into `out` ([soft, hard, kept]). */
+function kdResults(io: Float64Array, out: Float64Array): void {
+  out[0] = io[KdIo.Soft];
+  out[1] = io[KdIo.Hard];
+  out[2] = io[KdIo.Kept];
 }
 
 /** Wraps a loaded addon as a backend. */
 export function nativeBackend(addon: Addon): Backend {
-  // Sync calls reuse one params buffer (the addon reads it before returning); async calls get their own.
-  const syncParams = new Float64Array(7);
-  const kd = (job: KdJob, out: Float64Array, threads: number, params: Float64Array, async: boolean) =>
-    addon.kd(
-      job.student,
-      job.teacher,
-      job.rows,
-      job.cols,
-      job.targets,
-      job.targetKind,
-      job.mask,
-      kdParams(job, params),
-      job.rowSoft,
-      job.rowHard,
-      job.grad,
-      out,
-      job.argmax,
-      threads,
-      async,
-    );
+  // Sync calls reuse one io buffer (read and written before the call returns); async calls get their own.
+  const syncIo = new Float64Array(KdIo.Length);
+  const kd = (job: KdJob, io: Float64Array, async: boolean) =>
+    addon.kd(job.student, job.teacher, job.targets, job.mask, job.rowSoft, job.rowHard, job.grad, job.argmax, io, async);
   const feature = (job: FeatureJob, layerSums: Float64Array, threads: number, async: boolean) =>
     guarded(() =>
       addon.feature(
@@ -160,14 +182,22 @@ export function nativeBackend(addon: Addon): Backend {
     // The sync kd call is the latency-critical one: a plain try/catch, no closure per call.
     kd: (job, out, threads) => {
       try {
-        kd(job, out, threads, syncParams, false);
+        kd(job, kdIo(job, threads, syncIo), false);
       } catch (err) {
         fromNative(err);
       }
+      kdResults(syncIo, out);
     },
     feature: (job, sums, threads) => void feature(job, sums, threads, false),
     attention: (job, threads) => attention(job, threads, false) as number,
-    kdAsync: (job, out, threads) => asyncHandle(guarded(() => kd(job, out, threads, new Float64Array(7), true)) as RawHandle),
+    kdAsync: (job, out, threads) => {
+      const io = kdIo(job, threads, new Float64Array(KdIo.Length));
+      const raw = guarded(() => kd(job, io, true)) as RawHandle;
+      return {
+        promise: raw.promise.then((v) => (kdResults(io, out), v)).catch(fromNative),
+        cancel: raw.cancel,
+      };
+    },
     featureAsync: (job, sums, threads) => asyncHandle(feature(job, sums, threads, true) as RawHandle),
     attentionAsync: (job, threads) => asyncHandle(attention(job, threads, true) as RawHandle),
   };

@@ -4,15 +4,18 @@
 // (ERR_KD_INPUT, ERR_KD_SHAPE, ERR_KD_CONFIG).
 //
 // Raw API (the wrapper in lib/backend/native.ts is its only intended caller). Every compute function
-// takes two trailing arguments, `threads` (>= 1) and `async` (boolean). Sync calls return as noted;
-// async calls return { promise, cancel }: the promise settles when the work is done (outputs written),
-// cancel() stops it between row blocks (the promise then rejects with "aborted"). Every buffer an
-// async call reads or writes stays referenced until it settles.
-//   kd(student, teacher, rows, cols, targets, targetKind, mask, params, rowSoft, rowHard, grad, out,
-//      argmax, threads, async)
-//     params = Float64Array [temperature, hardKind, epsilon, labelSmoothing, ignoreIndex,
-//                            gradSoftScale, gradHardScale]; out = Float64Array(3) <- [soft, hard, kept];
-//     argmax = Int32Array(2 * rows) | null <- student row argmax, then teacher row argmax
+// takes a thread count (>= 1) and, last, `async` (boolean). Sync calls return as noted; async calls
+// return { promise, cancel }: the promise settles when the work is done (outputs written), cancel()
+// stops it between row blocks (the promise then rejects with "aborted"). Every buffer an async call
+// reads or writes stays referenced until it settles.
+//   kd(student, teacher, targets, mask, rowSoft, rowHard, grad, argmax, io, async)
+//     io = Float64Array(15): read [0] rows, [1] cols, [2] targetKind, [3] threads, [4] temperature,
+//     [5] hardKind, [6] epsilon, [7] labelSmoothing, [8] ignoreIndex, [9] gradSoftScale,
+//     [10] gradHardScale, [11] present: bit k set when optional argument k (mask, rowSoft, rowHard,
+//     grad, argmax) is passed (the others are not looked at); written [12] soft, [13] hard, [14] kept.
+//     argmax = Int32Array(2 * rows) <- student row argmax, then teacher row argmax.
+//     The numbers travel in one typed array because each N-API value costs a call of its own, and a
+//     small distillation call is latency-bound.
 //   feature(rows, p, students[], teachers[], cols: Float64Array, rowWeights: Float64Array,
 //           rowOut, grads[] | null, gradScales: Float64Array | null, layerSums: Float64Array,
 //           threads, async)
@@ -116,15 +119,15 @@ class Args {
     return t;
   }
 
-  // A typed array of one element type and exact length, or (if optional and null/undefined) nullptr.
-  void* TypedOfType(napi_value v, const char* name, napi_typedarray_type type, const char* type_name, size_t length,
-                    bool optional) const {
-    if (optional && IsNullish(env_, v)) return nullptr;
+  // A typed array of one element type and exact length.
+  void* TypedOfType(napi_value v, const char* name, napi_typedarray_type type, const char* type_name,
+                    size_t length) const {
     const TypedArg t = Typed(v, name);
     if (t.type != type) Fail(env_, kInput, std::string(name) + ": expected " + type_name);
     CheckLength(name, t.length, length);
     return t.data;
   }
+
 
   FloatArg Floats(napi_value v, const char* name) const { return FloatsFrom(Typed(v, name), name); }
 
@@ -179,10 +182,10 @@ class Args {
   }
 
   // A positive integer dimension.
-  size_t Dim(napi_value v, const char* name) const {
-    const double d = Number(v, name);
+  size_t Dim(napi_value v, const char* name) const { return Dim(Number(v, name), name); }
+  size_t Dim(double d, const char* name) const {
     if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0) {
-      Fail(env_, kShape, std::string(name) + ": expected a positive integer, got " + Napi::Value(env_, v).ToString().Utf8Value());
+      Fail(env_, kShape, std::string(name) + ": expected a positive integer, got " + Napi::Value(Napi::Number::New(env_, d)).ToString().Utf8Value());
     }
     return static_cast<size_t>(d);
   }
@@ -322,7 +325,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
                          });
     // The compute calls are raw callbacks (see Entry), with this instance as their data.
     const napi_property_descriptor compute[] = {
-        {"kd", nullptr, &KdAddon::Entry<15, kKdName, &KdAddon::Kd>, nullptr, nullptr, nullptr, napi_default, this},
+        {"kd", nullptr, &KdAddon::Entry<10, kKdName, &KdAddon::Kd>, nullptr, nullptr, nullptr, napi_default, this},
         {"feature", nullptr, &KdAddon::Entry<12, kFeatureName, &KdAddon::Feature>, nullptr, nullptr, nullptr, napi_default, this},
         {"attention", nullptr, &KdAddon::Entry<10, kAttentionName, &KdAddon::Attention>, nullptr, nullptr, nullptr, napi_default,
          this},
@@ -376,9 +379,8 @@ class KdAddon : public Napi::Addon<KdAddon> {
   // `returns_value`; nullptr is undefined) or, when `pins` is set, hands it to a LossWorker. A template
   // so the sync path calls the lambda directly, without a heap-allocated std::function.
   template <typename F>
-  napi_value Dispatch(napi_env env, const Args& a, napi_value threads_arg, std::vector<Napi::ObjectReference>* pins,
-                      F&& work, bool returns_value) {
-    const double threads = a.Number(threads_arg, "threads");
+  napi_value Dispatch(napi_env env, double threads, std::vector<Napi::ObjectReference>* pins, F&& work,
+                      bool returns_value) {
     if (!(threads >= 1 && threads <= 1024) || threads != std::floor(threads)) {
       Fail(env, kConfig, "threads: expected an integer in [1, 1024]");
     }
@@ -427,22 +429,30 @@ class KdAddon : public Napi::Addon<KdAddon> {
     }
   }
 
+  // Layout of kd's io buffer (see the top of this file).
+  enum KdIo : size_t { kRows, kCols, kTargetKind, kThreads, kTemperature, kHardKind, kEpsilon, kLabelSmoothing,
+                       kIgnoreIndex, kGradSoftScale, kGradHardScale, kPresent, kSoft, kHard, kKept, kKdIoLength };
+  // Bits of io[kPresent].
+  enum KdOptional : int { kHasMask = 1, kHasRowSoft = 2, kHasRowHard = 4, kHasGrad = 8, kHasArgmax = 16 };
+
   napi_value Kd(napi_env env, const napi_value* argv, const Args& a, Pins* pins) {
     const FloatArg student = a.Floats(argv[0], "student");
-    return student.dtype == DType::kF32 ? KdTyped<float>(env, argv, a, student, pins)
-                                        : KdTyped<double>(env, argv, a, student, pins);
+    double* io = a.F64(argv[8], "io", kKdIoLength, false);
+    return student.dtype == DType::kF32 ? KdTyped<float>(env, argv, a, student, io, pins)
+                                        : KdTyped<double>(env, argv, a, student, io, pins);
   }
 
   template <typename T>
-  napi_value KdTyped(napi_env env, const napi_value* argv, const Args& a, const FloatArg& student, Pins* pins) {
+  napi_value KdTyped(napi_env env, const napi_value* argv, const Args& a, const FloatArg& student, double* io,
+                     Pins* pins) {
     kd::KdProblem<T> p;
-    p.rows = a.Dim(argv[2], "rows");
-    p.cols = a.Dim(argv[3], "cols");
+    p.rows = a.Dim(io[kRows], "rows");
+    p.cols = a.Dim(io[kCols], "cols");
     const size_t n = a.Elements(p.rows, p.cols);
     p.student = static_cast<const T*>(a.Checked(student, "student", DTypeOf<T>(), n));
     p.teacher = a.TypedOf<T>(argv[1], "teacher", n, false);
 
-    const double* params = a.F64(argv[7], "params", 7, false);
+    const double* params = io + kTemperature;
     p.temperature = params[0];
     if (!(std::isfinite(p.temperature) && p.temperature > 0)) {
       Fail(env, kConfig, "temperature: expected a finite number > 0, got " + std::to_string(p.temperature));
@@ -464,14 +474,14 @@ class KdAddon : public Napi::Addon<KdAddon> {
     p.grad_soft_scale = params[5];
     p.grad_hard_scale = params[6];
 
-    const double kind = a.Number(argv[5], "targetKind");
+    const double kind = io[kTargetKind];
     if (!(kind == 0 || kind == 1 || kind == 2 || kind == 3)) Fail(env, kInput, "targetKind: expected 0..3");
     p.target_kind = static_cast<kd::TargetKind>(static_cast<int32_t>(kind));
     if (p.target_kind == kd::TargetKind::kMatrix) {
-      p.target_matrix = a.TypedOf<T>(argv[4], "targets", n, false);
+      p.target_matrix = a.TypedOf<T>(argv[2], "targets", n, false);
     } else if (p.target_kind != kd::TargetKind::kNone) {
       const bool is_i32 = p.target_kind == kd::TargetKind::kInt32;
-      const TypedArg ta = a.Typed(argv[4], "targets");
+      const TypedArg ta = a.Typed(argv[2], "targets");
       if (ta.type != (is_i32 ? napi_int32_array : napi_uint32_array)) {
         Fail(env, kInput, std::string("targets: expected ") + (is_i32 ? "an Int32Array" : "a Uint32Array"));
       }
@@ -485,24 +495,31 @@ class KdAddon : public Napi::Addon<KdAddon> {
       Fail(env, kInput, "targets: a built-in hard loss needs targets");
     }
 
-    p.mask = static_cast<const uint8_t*>(a.TypedOfType(argv[6], "mask", napi_uint8_array, "a Uint8Array", p.rows, true));
-    p.row_soft = a.F64(argv[8], "rowSoft", p.rows, true);
-    p.row_hard = a.F64(argv[9], "rowHard", p.rows, true);
-    p.grad = a.TypedOf<T>(argv[10], "grad", n, true);
-    double* out = a.F64(argv[11], "out", 3, false);
-    p.argmax =
-        static_cast<int32_t*>(a.TypedOfType(argv[12], "argmax", napi_int32_array, "an Int32Array", 2 * p.rows, true));
+    const double present = io[kPresent];
+    if (!(present >= 0 && present <= 31) || present != std::floor(present)) {
+      Fail(env, kInput, "io[11]: expected the optional-argument bits 0..31");
+    }
+    const int has = static_cast<int>(present);
+    if (has & kHasMask) {
+      p.mask = static_cast<const uint8_t*>(a.TypedOfType(argv[3], "mask", napi_uint8_array, "a Uint8Array", p.rows));
+    }
+    if (has & kHasRowSoft) p.row_soft = a.F64(argv[4], "rowSoft", p.rows, false);
+    if (has & kHasRowHard) p.row_hard = a.F64(argv[5], "rowHard", p.rows, false);
+    if (has & kHasGrad) p.grad = a.TypedOf<T>(argv[6], "grad", n, false);
+    if (has & kHasArgmax) {
+      p.argmax = static_cast<int32_t*>(a.TypedOfType(argv[7], "argmax", napi_int32_array, "an Int32Array", 2 * p.rows));
+    }
 
     const kd::KernelSet<T>& set = SetOf<T>(*table_);
-    auto work = [&set, p, out](const kd::RunControl& rc, double*) {
+    auto work = [&set, p, io](const kd::RunControl& rc, double*) {
       kd::KdPartial r;
       if (!kd::run_kd<T>(set, p, rc, &r)) return false;
-      out[0] = r.soft;
-      out[1] = r.hard;
-      out[2] = r.kept;
+      io[kSoft] = r.soft;
+      io[kHard] = r.hard;
+      io[kKept] = r.kept;
       return true;
     };
-    return Dispatch(env, a, argv[13], pins, work, false);
+    return Dispatch(env, io[kThreads], pins, work, false);
   }
 
   template <typename T>
@@ -578,7 +595,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
     auto work = [&set, ls = std::move(ls), rows, sums](const kd::RunControl& rc, double*) {
       return kd::run_feature<T>(set, ls.data(), ls.size(), rows, rc, sums);
     };
-    return Dispatch(env, a, argv[10], pins, std::move(work), false);
+    return Dispatch(env, a.Number(argv[10], "threads"), pins, std::move(work), false);
   }
 
   napi_value Attention(napi_env env, const napi_value* argv, const Args& a, Pins* pins) {
@@ -602,7 +619,7 @@ class KdAddon : public Napi::Addon<KdAddon> {
     p.grad_scale = a.Number(argv[7], "gradScale");
     const kd::KernelSet<T>& set = SetOf<T>(*table_);
     auto work = [&set, p](const kd::RunControl& rc, double* value) { return kd::run_attention<T>(set, p, rc, value); };
-    return Dispatch(env, a, argv[8], pins, work, true);
+    return Dispatch(env, a.Number(argv[8], "threads"), pins, work, true);
   }
 
   const kd::KernelTable* table_ = nullptr;
