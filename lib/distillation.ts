@@ -76,6 +76,8 @@ export class DistillationLoss {
   readonly alpha: number;
   /** The hard-target loss. Built-ins run fused in the native kernel; other objects run in JS. */
   readonly hardLoss: Loss;
+  /** The soft term's weight in the loss, alpha * T^2 (Hinton's scaling). */
+  private readonly softWeight: number;
 
   /**
    * @param temperature softening temperature, finite and > 0 (typically 2 to 5)
@@ -93,6 +95,7 @@ export class DistillationLoss {
     }
     this.temperature = t;
     this.alpha = a;
+    this.softWeight = a * this.temperature * this.temperature;
     this.hardLoss = hardLoss;
   }
 
@@ -186,9 +189,7 @@ export class DistillationLoss {
 
     const kept = fused ? countKept(mask, targets, ignoreIndex, rows) : rows;
     const scale = reduction === 'sum' ? 1 : kept > 0 ? 1 / kept : 0;
-    const T = this.temperature;
-    const alpha = this.alpha;
-    const softWeight = alpha * T * T;
+    const { alpha, softWeight } = this;
     const perRow = reduction === 'none';
     const rowSoft = perRow ? new Float64Array(rows) : null;
     const rowHard = perRow ? new Float64Array(rows) : null;
@@ -201,7 +202,7 @@ export class DistillationLoss {
       targets: fused ? targets.data : null,
       targetKind: fused ? targets.kind : TargetKind.None,
       mask,
-      temperature: T,
+      temperature: this.temperature,
       hard: fused ? fused.kind : HardKind.None,
       epsilon: fused ? fused.epsilon : 0,
       labelSmoothing: fused ? fused.labelSmoothing : 0,
@@ -220,8 +221,7 @@ export class DistillationLoss {
   private finish(call: KdCall, out: Float64Array): DistillationResult {
     const { job, scale } = call;
     const { rows, cols, grad, rowSoft, rowHard, argmax } = job;
-    const alpha = this.alpha;
-    const softWeight = alpha * this.temperature * this.temperature;
+    const { alpha, softWeight } = this;
     const soft = out[0] * scale;
     let hard: number;
     if (call.fused) {

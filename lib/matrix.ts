@@ -55,8 +55,8 @@ function isDetached(a: ArrayBufferView): boolean {
 }
 
 /** Throws an InputError if the typed array's buffer has been detached (transferred). */
-export function checkAttached(a: ArrayBufferView, name: string): void {
-  if (isDetached(a)) throw new InputError(`${name}: its ArrayBuffer is detached`);
+export function checkAttached(a: ArrayBufferView, name: string, field = ''): void {
+  if (isDetached(a)) throw new InputError(`${name}${field}: its ArrayBuffer is detached`);
 }
 
 /** Validates `${name}.${field}` as a dimension (the name is only built for a message). */
@@ -116,7 +116,7 @@ export function toMatrix(x: unknown, name: string, dtype: DType): Matrix {
   const dt = dtypeOf(x.data);
   if (dt === undefined) throw new InputError(`${name}.data: expected a Float32Array or Float64Array`);
   if (dt !== dtype) throw new InputError(`${name}: expected ${dtype} like the other inputs of this call, got ${dt}`);
-  if (isDetached(x.data)) throw new InputError(`${name}.data: its ArrayBuffer is detached`);
+  checkAttached(x.data, name, '.data');
   const rows = checkDim(x.rows, name, 'rows');
   const cols = checkDim(x.cols, name, 'cols');
   if (x.data.length !== rows * cols) {

@@ -91,9 +91,10 @@ function guarded<R>(call: () => R): R {
   }
 }
 
-/** An async handle whose promise rejects with typed errors. */
-function asyncHandle(raw: RawHandle): AsyncHandle {
-  return { promise: raw.promise.catch(fromNative), cancel: raw.cancel };
+/** An async handle whose promise rejects with typed errors; `done` runs first when the call succeeds. */
+function asyncHandle(raw: RawHandle, done?: () => void): AsyncHandle {
+  const promise = done === undefined ? raw.promise : raw.promise.then((v) => (done(), v));
+  return { promise: promise.catch(fromNative), cancel: raw.cancel };
 }
 
 /**
@@ -192,11 +193,7 @@ export function nativeBackend(addon: Addon): Backend {
     attention: (job, threads) => attention(job, threads, false) as number,
     kdAsync: (job, out, threads) => {
       const io = kdIo(job, threads, new Float64Array(KdIo.Length));
-      const raw = guarded(() => kd(job, io, true)) as RawHandle;
-      return {
-        promise: raw.promise.then((v) => (kdResults(io, out), v)).catch(fromNative),
-        cancel: raw.cancel,
-      };
+      return asyncHandle(guarded(() => kd(job, io, true)) as RawHandle, () => kdResults(io, out));
     },
     featureAsync: (job, sums, threads) => asyncHandle(feature(job, sums, threads, true) as RawHandle),
     attentionAsync: (job, threads) => asyncHandle(attention(job, threads, true) as RawHandle),
