@@ -209,4 +209,27 @@ forEachBackend('attention gradient', () => {
     expect(g.subarray(3).every((v) => v === 0)).to.equal(true);
     expect(g.every(Number.isFinite)).to.equal(true);
   });
+
+  it('writes gradients larger than the caches (streamed stores, any alignment) with the same values as small calls', () => {
+    for (const f32 of [true, false]) {
+      const Ctor = f32 ? Float32Array : Float64Array;
+      const rows = f32 ? 1100 : 550; // 4.4 MB of gradient: above the streaming threshold
+      const cols = 1000;
+      const s = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
+      const t = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
+      const a = new AttentionTransferLoss(2);
+      for (const offset of [0, 1, 3]) {
+        const gradOut = new Ctor(rows * cols + offset).subarray(offset);
+        a.forward(s, t, { gradOut, reduction: 'sum' });
+        // The same rows in slices far below the threshold ('sum' makes each row's gradient independent of the slicing).
+        for (let r0 = 0; r0 < rows; r0 += 50) {
+          const slice = (m: { data: Float32Array | Float64Array }) => ({ data: m.data.subarray(r0 * cols, (r0 + 50) * cols), rows: 50, cols });
+          const part = a.forward(slice(s), slice(t), { grad: true, reduction: 'sum' }).grad!;
+          for (let i = 0; i < part.length; i++) {
+            if (!Object.is(part[i], gradOut[r0 * cols + i])) expect.fail(`offset ${offset}, element ${r0 * cols + i}: ${gradOut[r0 * cols + i]} vs ${part[i]}`);
+          }
+        }
+      }
+    }
+  });
 });

@@ -10,6 +10,7 @@
 // (double) once per block; the scalar reference (kBlock == 1) accumulates every element in double.
 #pragma once
 
+#include <float.h>
 #include <math.h>
 
 #include <cstddef>
@@ -109,6 +110,30 @@ inline void storef(typename O::Scalar* p, size_t n, typename O::V v) {
   } else {
     O::store_n(p, n, v);
   }
+}
+
+// Writes the row g[0, cols) chunk by chunk, g[j, j + n) = value(j, n), calling each(j) first. With
+// stream, the vector-aligned part goes out as non-temporal stores: a gradient row is written once and
+// not read here, so its lines need not be fetched into the cache first (the caller fences).
+template <class O, class Each, class Value>
+KD_SWEEP_INLINE inline void write_row(typename O::Scalar* g, size_t cols, bool stream, Each&& each,
+                                      Value&& value) {
+  if (!stream) {
+    sweep<O>(cols, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+      each(j);
+      storef<O>(g + j, n, value(j, n));
+    });
+    return;
+  }
+  const size_t head = (reinterpret_cast<uintptr_t>(g) / sizeof(typename O::Scalar)) % O::N;
+  size_t j = head == 0 ? 0 : O::N - head;
+  if (j > cols) j = cols;
+  if (j > 0) storef<O>(g, j, value(0, j));
+  for (; j + O::N <= cols; j += O::N) {
+    each(j);
+    O::stream(g + j, value(j, O::N));
+  }
+  if (j < cols) storef<O>(g + j, cols - j, value(j, cols - j));
 }
 
 template <class O>
@@ -423,24 +448,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
         }
         return gv;
       };
-      if (stream_grad) {
-        // Non-temporal stores from the first vector-aligned element: the gradient row is written
-        // once and never read here, so it need not be fetched into the cache first.
-        const size_t head = (reinterpret_cast<uintptr_t>(g) / sizeof(T)) % O::N;
-        size_t j = head == 0 ? 0 : O::N - head;
-        if (j > C) j = C;
-        if (j > 0) storef<O>(g, j, grad_at(0, j));
-        for (; j + O::N <= C; j += O::N) {
-          prefetch(j);
-          O::stream(g + j, grad_at(j, O::N));
-        }
-        if (j < C) storef<O>(g + j, C - j, grad_at(j, C - j));
-      } else {
-        sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
-          prefetch(j);
-          storef<O>(g + j, n, grad_at(j, n));
-        });
-      }
+      write_row<O>(g, C, stream_grad, prefetch, grad_at);
     }
     if (n_pending == kGroup) finish_pending();
   }
@@ -529,21 +537,39 @@ inline typename O::V abs_pow(typename O::V x, typename O::V beta) {
   return O::pos_or_zero(ax, O::exp(O::mul(beta, O::log(ax))));
 }
 
+// The one-sweep form of a row's loss is used while loss >= kAttentionOneSweep * (sum a_s^2 + sum a_t^2);
+// below that the difference of moments has cancelled too far and the row takes the exact sweep over
+// differences. The moments carry about k * 2^-53 relative error (k grows like the square root of the
+// row length), so the one-sweep loss is within k * 2^-53 / ratio of the exact one. For float rows
+// that is below the float-rounded exact sweep's own error (about 2^-24 * sqrt(1 / ratio)) down to a
+// ratio of 2^-40, where both are noise; double rows keep a margin of 2^4.
+template <typename T>
+constexpr double kAttentionOneSweep = sizeof(T) == 4 ? 0x1p-40 : 0x1p-4;
+
 template <class O, int kMode, bool kGrad>
 double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t r0, size_t r1) {
   using T = typename O::Scalar;
   using V = typename O::V;
   const size_t C = P.cols;
   const V beta = O::set1(static_cast<T>(P.beta));
+  const bool stream_grad = kGrad && P.rows * C * sizeof(T) >= kStreamBytes;
   double total = 0.0;
   for (size_t r = r0; r < r1; ++r) {
     const T* s = P.student + r * C;
     const T* t = P.teacher + r * C;
-    // Sweep 1: row sums of |x|^beta (tail lanes load 0, and 0^beta = 0).
+    // Sweep 1, the moments of p = |x|^beta: row sums (the normalisers) and, widened to double (a
+    // product of two floats is exact there), sum p_s^2, sum p_t^2 and sum p_s p_t. Tail lanes load 0,
+    // and 0^beta = 0.
     RowSum<O> ss, st;
+    typename O::Acc ss2 = O::acc_zero(), st2 = O::acc_zero(), sst = O::acc_zero();
     sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
-      ss.add(abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta));
-      st.add(abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta));
+      const V ps = abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta);
+      const V pt = abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta);
+      ss.add(ps);
+      st.add(pt);
+      ss2 = O::acc_fma(ss2, ps, ps);
+      st2 = O::acc_fma(st2, pt, pt);
+      sst = O::acc_fma(sst, ps, pt);
     }, [&]() KD_SWEEP_INLINE {
       ss.fold();
       st.fold();
@@ -551,45 +577,51 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
     const double Ss = ss.sum(), St = st.sum();
     const bool norm_s = Ss > 1e-8;
     const double ns = norm_s ? 1.0 / Ss : 1.0, nt = St > 1e-8 ? 1.0 / St : 1.0;
-    const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
-    // Sweep 2: squared differences of the normalised maps; sum of g_i * a_i for the gradient.
-    RowSum<O> sq, ga;
-    const bool prefetch_next = r + 1 < P.rows;  // the next row streams in while this one is in L1
-    sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
-      if (prefetch_next) {
-        prefetch_chunk<O>(s + C, j);
-        prefetch_chunk<O>(t + C, j);
-      }
-      const V as = O::mul(abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta), vns);
-      const V at = O::mul(abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta), vnt);
-      const V d = O::sub(as, at);
-      sq.add(O::mul(d, d));
-      if (kGrad) ga.add(O::mul(d, as));
-    }, [&]() KD_SWEEP_INLINE {
-      sq.fold();
-      if (kGrad) ga.fold();
-    });
-    const double row = sq.sum();
+    const double Sss = O::acc_sum(ss2), Stt = O::acc_sum(st2), Sst = O::acc_sum(sst);
+    // sum (a_s - a_t)^2 = sum d a_s - sum d a_t, each from the moments; identical rows give exactly 0.
+    double da = ns * (ns * Sss - nt * Sst);
+    double row = da + nt * (nt * Stt - ns * Sst);
+    const double mass = ns * ns * Sss + nt * nt * Stt;
+    if (!(row >= kAttentionOneSweep<T> * mass && mass <= DBL_MAX)) {
+      // Sweep 2 (rows that cancelled, overflowed or hold NaN): the squared differences of the
+      // normalised maps, and sum d a_s for the gradient.
+      const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
+      RowSum<O> sq, ga;
+      sweep_fold<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+        const V as = O::mul(abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta), vns);
+        const V at = O::mul(abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta), vnt);
+        const V d = O::sub(as, at);
+        sq.add(O::mul(d, d));
+        if (kGrad) ga.add(O::mul(d, as));
+      }, [&]() KD_SWEEP_INLINE {
+        sq.fold();
+        if (kGrad) ga.fold();
+      });
+      row = sq.sum();
+      da = kGrad ? ga.sum() : 0.0;
+    }
     if (P.row_out) P.row_out[r] = row / static_cast<double>(C);
     total += row;
     if (kGrad) {
       // g_k = 2 (a_s,k - a_t,k); dL/dx_k = beta |x_k|^(beta-1) sign(x_k) * ns * (g_k - sum_i g_i a_i)
       // when the row is normalised, else beta |x_k|^(beta-1) sign(x_k) * g_k. At x = 0 the gradient
       // is 0 for every beta (the subgradient, also where |x|^(beta-1) is unbounded).
+      const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
       const V two = O::set1(static_cast<T>(2.0));
-      const V sub_ga = O::set1(static_cast<T>(norm_s ? 2.0 * ga.sum() : 0.0));
+      const V sub_ga = O::set1(static_cast<T>(norm_s ? 2.0 * da : 0.0));
       const V outer = O::set1(static_cast<T>(P.grad_scale * P.beta * ns));
-      T* g = P.grad + r * C;
-      sweep<O>(C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+      write_row<O>(P.grad + r * C, C, stream_grad, [](size_t) KD_SWEEP_INLINE {},
+                   [&](size_t j, size_t n) KD_SWEEP_INLINE {
         const V x = loadf<O>(s + j, n, 0);
         const V ps = abs_pow<O, kMode>(x, beta);
         const V as = O::mul(ps, vns);
         const V at = O::mul(abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta), vnt);
         const V gk = O::sub(O::mul(two, O::sub(as, at)), sub_ga);
-        storef<O>(g + j, n, O::mul(outer, O::mul(O::nz_div(ps, x), gk)));
+        return O::mul(outer, O::mul(O::nz_div(ps, x), gk));
       });
     }
   }
+  if (stream_grad) O::fence();
   return total;
 }
 

@@ -108,6 +108,11 @@ struct Ops<float> {
     a.hi = _mm256_add_pd(a.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
     return a;
   }
+  static Acc acc_fma(Acc a, V x, V y) {
+    a.lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)), a.lo);
+    a.hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)), a.hi);
+    return a;
+  }
   static double acc_sum(Acc a) {
     const __m256d s = _mm256_add_pd(a.lo, a.hi);
     const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
@@ -204,6 +209,7 @@ struct Ops<double> {
   }
   static Acc acc_zero() { return _mm256_setzero_pd(); }
   static Acc acc_add(Acc a, V v) { return _mm256_add_pd(a, v); }
+  static Acc acc_fma(Acc a, V x, V y) { return _mm256_fmadd_pd(x, y, a); }
   static double acc_sum(Acc a) {
     const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
     return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));

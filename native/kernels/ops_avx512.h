@@ -120,6 +120,11 @@ struct Ops<float> {
     a.hi = _mm512_add_pd(a.hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
     return a;
   }
+  static Acc acc_fma(Acc a, V x, V y) {
+    a.lo = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), _mm512_cvtps_pd(_mm512_castps512_ps256(y)), a.lo);
+    a.hi = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)), a.hi);
+    return a;
+  }
   static double acc_sum(Acc a) {
     const __m512d s = _mm512_add_pd(a.lo, a.hi);
     __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));
@@ -227,6 +232,7 @@ struct Ops<double> {
   }
   static Acc acc_zero() { return _mm512_setzero_pd(); }
   static Acc acc_add(Acc a, V v) { return _mm512_add_pd(a, v); }
+  static Acc acc_fma(Acc a, V x, V y) { return _mm512_fmadd_pd(x, y, a); }
   static double acc_sum(Acc a) {
     __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
     __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));

@@ -112,6 +112,11 @@ struct Ops<float> {
     a.hi = vaddq_f64(a.hi, vcvt_high_f64_f32(v));
     return a;
   }
+  static Acc acc_fma(Acc a, V x, V y) {
+    a.lo = vfmaq_f64(a.lo, vcvt_f64_f32(vget_low_f32(x)), vcvt_f64_f32(vget_low_f32(y)));
+    a.hi = vfmaq_f64(a.hi, vcvt_high_f64_f32(x), vcvt_high_f64_f32(y));
+    return a;
+  }
   static double acc_sum(Acc a) { return vaddvq_f64(vaddq_f64(a.lo, a.hi)); }
   // out[k] = the lanes of v[k] summed (a float tree), for 8 vectors at once by pairwise adds.
   static void sum8(const V (&v)[8], double (&out)[8]) {
@@ -210,6 +215,7 @@ struct Ops<double> {
   }
   static Acc acc_zero() { return vdupq_n_f64(0.0); }
   static Acc acc_add(Acc a, V v) { return vaddq_f64(a, v); }
+  static Acc acc_fma(Acc a, V x, V y) { return vfmaq_f64(a, x, y); }
   static double acc_sum(Acc a) { return vaddvq_f64(a); }
   // out[k] = the lanes of v[k] summed, for 8 vectors at once by pairwise adds.
   static void sum8(const V (&v)[8], double (&out)[8]) {

@@ -6,7 +6,7 @@
 //   (non-temporal store to a vector-aligned address), fence (orders streamed stores), keep_n (zero
 //   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, nz_div,
 //   in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), log, reduce_max, acc_zero, acc_add,
-//   acc_sum.
+//   acc_fma (a + x * y with x and y widened to double first: float products are exact), acc_sum.
 // Row sums are kept as V partials over blocks of kBlock vectors and added into the (double) Acc once per
 // block (see sweep_fold in kernels_impl.h); kBlock == 1 here, which is plain double accumulation.
 // The SIMD headers (kBlock > 1) also provide sum8, the lane sums of 8 partials at once, for rows that
@@ -64,6 +64,7 @@ struct Ops {
   static T reduce_max(V v) { return v; }
   static Acc acc_zero() { return 0.0; }
   static Acc acc_add(Acc a, V v) { return a + static_cast<double>(v); }
+  static Acc acc_fma(Acc a, V x, V y) { return a + static_cast<double>(x) * static_cast<double>(y); }
   static double acc_sum(Acc a) { return a; }
 };
 
