@@ -73,6 +73,9 @@ struct Ops<float> {
   static V pos_or_zero(V c, V v) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_GT_OQ), v);
   }
+  static V fma_where_pos(V c, V a, V b, V acc) {
+    return _mm512_mask3_fmadd_ps(a, b, acc, _mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_GT_OQ));
+  }
   static V nz_div(V a, V x) {
     return _mm512_maskz_div_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ), a, x);
   }
@@ -191,6 +194,9 @@ struct Ops<double> {
   }
   static V pos_or_zero(V c, V v) {
     return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_GT_OQ), v);
+  }
+  static V fma_where_pos(V c, V a, V b, V acc) {
+    return _mm512_mask3_fmadd_pd(a, b, acc, _mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_GT_OQ));
   }
   static V nz_div(V a, V x) {
     return _mm512_maskz_div_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_NEQ_UQ), a, x);
