@@ -260,6 +260,45 @@ forEachBackend('feature and attention losses', () => {
     expect(r.loss).to.be.closeTo((1e-10 * 1e-10) / 2, 1e-30);
   });
 
+  it('gives exactly 0 for identical attention maps and the direct value for nearly identical ones', () => {
+    const rows = 3;
+    const cols = 4099;
+    const t = rng.matrix(rows, cols);
+    // Reference: the direct sum of squared differences of the normalised maps in float64, and the
+    // maps' mass sum(a_s^2 + a_t^2): rounding the maps themselves (|x|^2 in the input's precision) moves
+    // the loss by up to about 2 u sqrt(loss * mass), which the tolerance allows, as the native tests do.
+    const direct = (s: ArrayLike<number>, u: ArrayLike<number>) => {
+      let total = 0;
+      let mass = 0;
+      for (let r = 0; r < rows; r++) {
+        let ss = 0;
+        let st = 0;
+        for (let j = 0; j < cols; j++) {
+          ss += s[r * cols + j] ** 2;
+          st += u[r * cols + j] ** 2;
+        }
+        for (let j = 0; j < cols; j++) {
+          const as = s[r * cols + j] ** 2 / ss;
+          const at = u[r * cols + j] ** 2 / st;
+          total += (as - at) ** 2;
+          mass += as * as + at * at;
+        }
+      }
+      return { loss: total / (rows * cols), mass: mass / (rows * cols) };
+    };
+    const a = new AttentionTransferLoss(2);
+    for (const Ctor of [Float32Array, Float64Array]) {
+      const tm = { data: Ctor.from(t.data), rows, cols };
+      expect(a.computeAttentionLoss(tm, { data: Ctor.from(t.data), rows, cols })).to.equal(0);
+      for (const rel of [1e-2, 1e-4, 1e-7]) {
+        const sm = { data: Ctor.from(Array.from(t.data, (x) => x * (1 + rel * Math.sin(x * 1e3)))), rows, cols };
+        const want = direct(sm.data, tm.data);
+        const tol = (Ctor === Float32Array ? 1e-5 : 1e-12) * (want.loss + 2 * Math.sqrt(want.loss * want.mass));
+        expect(a.computeAttentionLoss(sm, tm)).to.be.closeTo(want.loss, tol);
+      }
+    }
+  });
+
   it("reduces attention with 'sum' over rows of row means and 'none' per row", () => {
     const s = rng.matrix(5, 4);
     const t = rng.matrix(5, 4);

@@ -116,7 +116,10 @@ forEachBackend('async API', (backend) => {
         // Churn the heap so freed buffers would be reused.
         new Float32Array(1 << 20).fill(Math.random());
       }
-      expect(await promise).to.equal(reference);
+      // The reference reads other buffers of the same values, which may sit at another alignment and
+      // so differ in the last bits (README, Accuracy); memory freed and reused by the churn would move
+      // the value by far more than this.
+      expect(await promise).to.be.closeTo(reference, 1e-6 * Math.abs(reference));
     });
   }
 });

@@ -598,24 +598,21 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
   for (size_t r = r0; r < r1; ++r) {
     const T* s = P.student + r * C;
     const T* t = P.teacher + r * C;
-    // Sweep 1, the moments of p = |x|^beta: row sums (the normalisers) and, widened to double (a
-    // product of two floats is exact there), sum p_s^2, sum p_t^2 and sum p_s p_t. Tail lanes load 0,
-    // and 0^beta = 0.
-    RowSum<O> ss, st;
-    typename O::Acc ss2 = O::acc_zero(), st2 = O::acc_zero(), sst = O::acc_zero();
-    sweep_fold<O>(C, s, [&](size_t j, size_t n) KD_SWEEP_INLINE {
+    // Sweep 1, the moments of p = |x|^beta, all accumulated in double (p widened first: a product of
+    // two floats is exact there): the row sums (the normalisers), sum p_s^2, sum p_t^2 and sum p_s p_t.
+    // Tail lanes load 0, and 0^beta = 0.
+    typename O::Acc ss = O::acc_zero(), st = O::acc_zero(), ss2 = O::acc_zero(), st2 = O::acc_zero(),
+                    sst = O::acc_zero();
+    sweep<O>(C, s, [&](size_t j, size_t n) KD_SWEEP_INLINE {
       const V ps = abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta);
       const V pt = abs_pow<O, kMode>(loadf<O>(t + j, n, 0), beta);
-      ss.add(ps);
-      st.add(pt);
+      ss = O::acc_add(ss, ps);
+      st = O::acc_add(st, pt);
       ss2 = O::acc_fma(ss2, ps, ps);
       st2 = O::acc_fma(st2, pt, pt);
       sst = O::acc_fma(sst, ps, pt);
-    }, [&]() KD_SWEEP_INLINE {
-      ss.fold();
-      st.fold();
     });
-    const double Ss = ss.sum(), St = st.sum();
+    const double Ss = O::acc_sum(ss), St = O::acc_sum(st);
     const bool norm_s = Ss > 1e-8;
     const double ns = norm_s ? 1.0 / Ss : 1.0, nt = St > 1e-8 ? 1.0 / St : 1.0;
     const double Sss = O::acc_sum(ss2), Stt = O::acc_sum(st2), Sst = O::acc_sum(sst);
