@@ -3,8 +3,10 @@
 // header. Everything here lives in the ISA namespace, so no inline function compiled with one ISA's
 // flags can be picked by the linker for another ISA.
 //
-// Row kernels make at most three sweeps over a row that is hot in L1/L2: max, then exp and the sums,
-// then (gradient only) the combination of the exps saved in the first two sweeps. The sweep that runs
+// A distillation row takes at most three sweeps over a row that is hot in L1/L2: max, then exp and the
+// sums, then (gradient only) the combination of the exps saved in the first two sweeps. An attention
+// row takes one (the moments of its maps), one more for the gradient, and one more where the moments
+// cancel (see attention_rows_impl). The sweep that runs
 // from L1 prefetches the next row, so the first sweep of that row does not wait on memory. Row sums
 // are V partials over blocks of O::kBlock vectors (float lanes for float), widened into O::Acc
 // (double) once per block; the scalar reference (kBlock == 1) accumulates every element in double.
