@@ -41,6 +41,41 @@ function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol
 
 const REDUCTIONS: Reduction[] = ['mean', 'sum', 'none'];
 
+type FloatArray = Float32Array | Float64Array;
+/** The gradient w.r.t. the student of rows [r0, r1) of s and t, with reduction 'sum' (so each row's gradient does not depend on the other rows), into gradOut when given. */
+type RowsGradient = (s: Matrix, t: Matrix, r0: number, r1: number, gradOut?: FloatArray) => FloatArray;
+
+/**
+ * Gradients larger than the caches are written with non-temporal stores from the first aligned
+ * element: checks that such a gradient (4.4 MB, at gradOut offsets of 0, 1 and 3 elements) holds
+ * exactly the values of the same rows computed in slices far below the threshold.
+ */
+function expectStreamedGradientsMatchSlices(grad: RowsGradient, rng: Rng): void {
+  for (const f32 of [true, false]) {
+    const Ctor = f32 ? Float32Array : Float64Array;
+    const rows = f32 ? 1100 : 550;
+    const cols = 1000;
+    const s = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
+    const t = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
+    for (const offset of [0, 1, 3]) {
+      const gradOut = new Ctor(rows * cols + offset).subarray(offset);
+      grad(s, t, 0, rows, gradOut);
+      for (let r0 = 0; r0 < rows; r0 += 50) {
+        const part = grad(s, t, r0, r0 + 50);
+        for (let i = 0; i < part.length; i++) {
+          if (!Object.is(part[i], gradOut[r0 * cols + i])) expect.fail(`offset ${offset}, element ${r0 * cols + i}: ${gradOut[r0 * cols + i]} vs ${part[i]}`);
+        }
+      }
+    }
+  }
+}
+
+/** Rows [r0, r1) of m, sharing its buffer. */
+function rowSlice(m: Matrix, r0: number, r1: number): Matrix {
+  const data = m.data as FloatArray;
+  return { data: data.subarray(r0 * m.cols, r1 * m.cols), rows: r1 - r0, cols: m.cols };
+}
+
 forEachBackend('distillation gradient', () => {
   const rng = new Rng(7);
   const rows = 4;
@@ -133,27 +168,12 @@ forEachBackend('distillation gradient', () => {
   });
 
   it('writes gradients larger than the caches (streamed stores, any alignment) with the same values as small calls', () => {
-    for (const f32 of [true, false]) {
-      const Ctor = f32 ? Float32Array : Float64Array;
-      const rows = f32 ? 1100 : 550; // 4.4 MB of gradient: above the streaming threshold
-      const cols = 1000;
-      const s = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
-      const t = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
-      const y = rng.classes(rows, cols);
-      const kd = new DistillationLoss(3, 0.6);
-      for (const offset of [0, 1, 3]) {
-        const gradOut = new Ctor(rows * cols + offset).subarray(offset);
-        kd.forward(s, t, y, { gradOut, reduction: 'sum' });
-        // The same rows in slices far below the threshold ('sum' makes each row's gradient independent of the slicing).
-        for (let r0 = 0; r0 < rows; r0 += 50) {
-          const slice = (m: { data: Float32Array | Float64Array }) => ({ data: m.data.subarray(r0 * cols, (r0 + 50) * cols), rows: 50, cols });
-          const part = kd.forward(slice(s), slice(t), y.subarray(r0, r0 + 50), { grad: true, reduction: 'sum' }).grad!;
-          for (let i = 0; i < part.length; i++) {
-            if (!Object.is(part[i], gradOut[r0 * cols + i])) expect.fail(`offset ${offset}, element ${r0 * cols + i}: ${gradOut[r0 * cols + i]} vs ${part[i]}`);
-          }
-        }
-      }
-    }
+    const kd = new DistillationLoss(3, 0.6);
+    const y = rng.classes(1100, 1000);
+    expectStreamedGradientsMatchSlices((s, t, r0, r1, gradOut) => {
+      const r = kd.forward(rowSlice(s, r0, r1), rowSlice(t, r0, r1), y.subarray(r0, r1), { grad: true, gradOut, reduction: 'sum' });
+      return r.grad as FloatArray;
+    }, rng);
   });
 
   it('writes into the caller-supplied gradOut and returns that same buffer', () => {
@@ -211,25 +231,9 @@ forEachBackend('attention gradient', () => {
   });
 
   it('writes gradients larger than the caches (streamed stores, any alignment) with the same values as small calls', () => {
-    for (const f32 of [true, false]) {
-      const Ctor = f32 ? Float32Array : Float64Array;
-      const rows = f32 ? 1100 : 550; // 4.4 MB of gradient: above the streaming threshold
-      const cols = 1000;
-      const s = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
-      const t = { data: Ctor.from(rng.matrix(rows, cols, 3).data), rows, cols };
-      const a = new AttentionTransferLoss(2);
-      for (const offset of [0, 1, 3]) {
-        const gradOut = new Ctor(rows * cols + offset).subarray(offset);
-        a.forward(s, t, { gradOut, reduction: 'sum' });
-        // The same rows in slices far below the threshold ('sum' makes each row's gradient independent of the slicing).
-        for (let r0 = 0; r0 < rows; r0 += 50) {
-          const slice = (m: { data: Float32Array | Float64Array }) => ({ data: m.data.subarray(r0 * cols, (r0 + 50) * cols), rows: 50, cols });
-          const part = a.forward(slice(s), slice(t), { grad: true, reduction: 'sum' }).grad!;
-          for (let i = 0; i < part.length; i++) {
-            if (!Object.is(part[i], gradOut[r0 * cols + i])) expect.fail(`offset ${offset}, element ${r0 * cols + i}: ${gradOut[r0 * cols + i]} vs ${part[i]}`);
-          }
-        }
-      }
-    }
+    const a = new AttentionTransferLoss(2);
+    expectStreamedGradientsMatchSlices((s, t, r0, r1, gradOut) => {
+      return a.forward(rowSlice(s, r0, r1), rowSlice(t, r0, r1), { grad: true, gradOut, reduction: 'sum' }).grad as FloatArray;
+    }, rng);
   });
 });
