@@ -109,7 +109,9 @@ struct KernelSet {
   double (*sum)(const T* in, size_t n);
 };
 
-inline size_t kd_scratch_elems(size_t cols) { return 3 * cols; }
+// Three rows of exps, each padded to whole 64-byte lines, and up to two lines of slack: the kernel
+// starts them at the first line boundary, plus the student row's offset within a line (kd_rows_impl).
+inline size_t kd_scratch_elems(size_t cols) { return 3 * (cols + 16) + 32; }
 
 struct KernelTable {
   const char* name;  // "scalar", "avx2", "avx512", "neon"

@@ -51,6 +51,13 @@ inline size_t to_aligned(const void* p) {
   return mis == 0 ? 0 : O::N - mis;
 }
 
+// The elements of T before the first 64-byte boundary at or after p (p aligned to T).
+template <typename T>
+inline size_t to_aligned_line(const T* p) {
+  const size_t mis = reinterpret_cast<uintptr_t>(p) % 64;
+  return mis == 0 ? 0 : (64 - mis) / sizeof(T);
+}
+
 template <class O>
 inline size_t lead_in(const void* lead, size_t cols) {
   return O::N == 1 || cols < kAlignMinVectors * O::N ? 0 : to_aligned<O>(lead);
@@ -271,6 +278,10 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
 
   // Gradients larger than the caches are written with non-temporal stores (see sweep 3).
   const bool stream_grad = kGrad && P.rows * C * sizeof(T) >= kStreamBytes;
+  // Scratch rows (see sweep 2) start in the first whole 64-byte line and are padded to whole lines.
+  constexpr size_t kLine = 64 / sizeof(T);
+  T* const scratch_line = scratch + to_aligned_line<T>(scratch);
+  const size_t scratch_stride = (C + kLine - 1) / kLine * kLine;
   KdPartial out;
 
   // Rows are finished in groups: a row's sums are kept until kGroup rows have them, then the logs of
@@ -362,9 +373,12 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
 
     // Sweep 2: exps and sums. Tail lanes are loaded as 0 and their contributions zeroed.
     RowSum<O> zs, zt, w, z1, ydot, ysum, dsum;
-    T* et_out = scratch;
-    T* e1_out = scratch + C;
-    T* es_out = scratch + 2 * C;
+    // The saved exps start at the student row's offset within a 64-byte line, so sweep 2's stores and
+    // sweep 3's loads are as aligned as the row's own loads (sweep 3 follows the gradient row, which
+    // usually shares the student's offset).
+    T* et_out = scratch_line + (reinterpret_cast<uintptr_t>(s) % 64) / sizeof(T);
+    T* e1_out = et_out + scratch_stride;
+    T* es_out = e1_out + scratch_stride;
     const auto fold = [&]() KD_SWEEP_INLINE {
       zs.fold();
       zt.fold();
