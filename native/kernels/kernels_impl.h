@@ -228,7 +228,9 @@ inline int32_t first_index_of(const T* x, size_t n, T v) {
 inline void log_inplace(double* x, size_t n) {
   using D = Ops<double>;
   if constexpr (D::N >= 2) {
-    sweep<D>(n, x, [&](size_t j, size_t k) KD_SWEEP_INLINE { storef<D>(x + j, k, D::log(loadf<D>(x + j, k, 1.0))); });
+    sweep<D>(n, x, [&](size_t j, size_t k) KD_SWEEP_INLINE {
+      storef<D>(x + j, k, D::log(loadf<D>(x + j, k, 1.0)));
+    });
   } else {
     for (size_t i = 0; i < n; ++i) x[i] = ::log(x[i]);
   }
@@ -693,18 +695,24 @@ double attention_rows(const AttentionProblem<typename O::Scalar>& p, size_t r0, 
 
 template <class O>
 void vexp(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
-  sweep<O>(n, out, [&](size_t j, size_t k) KD_SWEEP_INLINE { storef<O>(out + j, k, O::exp(loadf<O>(in + j, k, 0))); });
+  sweep<O>(n, out, [&](size_t j, size_t k) KD_SWEEP_INLINE {
+    storef<O>(out + j, k, O::exp(loadf<O>(in + j, k, 0)));
+  });
 }
 
 template <class O>
 void vlog(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
-  sweep<O>(n, out, [&](size_t j, size_t k) KD_SWEEP_INLINE { storef<O>(out + j, k, O::log(loadf<O>(in + j, k, 1))); });
+  sweep<O>(n, out, [&](size_t j, size_t k) KD_SWEEP_INLINE {
+    storef<O>(out + j, k, O::log(loadf<O>(in + j, k, 1)));
+  });
 }
 
 template <class O>
 double vsum(const typename O::Scalar* in, size_t n) {
   RowSum<O> acc;
-  sweep_fold<O>(n, in, [&](size_t j, size_t k) KD_SWEEP_INLINE { acc.add(loadf<O>(in + j, k, 0)); }, [&]() KD_SWEEP_INLINE { acc.fold(); });
+  sweep_fold<O>(
+      n, in, [&](size_t j, size_t k) KD_SWEEP_INLINE { acc.add(loadf<O>(in + j, k, 0)); },
+      [&]() KD_SWEEP_INLINE { acc.fold(); });
   return acc.sum();
 }
 

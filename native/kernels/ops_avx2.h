@@ -109,8 +109,10 @@ struct Ops<float> {
     return a;
   }
   static Acc acc_fma(Acc a, V x, V y) {
-    a.lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)), a.lo);
-    a.hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)), a.hi);
+    a.lo = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+                           _mm256_cvtps_pd(_mm256_castps256_ps128(y)), a.lo);
+    a.hi = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)),
+                           _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)), a.hi);
     return a;
   }
   static double acc_sum(Acc a) {

@@ -124,8 +124,10 @@ struct Ops<float> {
     return a;
   }
   static Acc acc_fma(Acc a, V x, V y) {
-    a.lo = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), _mm512_cvtps_pd(_mm512_castps512_ps256(y)), a.lo);
-    a.hi = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)), a.hi);
+    a.lo = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)),
+                           _mm512_cvtps_pd(_mm512_castps512_ps256(y)), a.lo);
+    a.hi = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)),
+                           _mm512_cvtps_pd(_mm512_extractf32x8_ps(y, 1)), a.hi);
     return a;
   }
   static double acc_sum(Acc a) {
