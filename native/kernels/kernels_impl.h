@@ -40,44 +40,51 @@ constexpr size_t kStreamBytes = size_t{4} << 20;
 // array (see lead_in).
 constexpr size_t kAlignMinVectors = 16;
 
+// The elements of T before the first `bytes`-aligned address at or after p (p aligned to T, bytes a
+// power of two): the vector size for sweeps, a cache line for the KD scratch rows.
+template <typename T>
+inline size_t to_boundary(const T* p, size_t bytes) {
+  const size_t mis = reinterpret_cast<uintptr_t>(p) % bytes;
+  return mis == 0 ? 0 : (bytes - mis) / sizeof(T);
+}
+
+// The elements before p's first vector-aligned one.
+template <class O>
+inline size_t to_aligned(const typename O::Scalar* p) {
+  return to_boundary(p, O::N * sizeof(typename O::Scalar));
+}
+
 // The elements before the first vector-aligned one of the row at lead (0 for short rows and the
 // scalar ops): sweeps take them as a first, partial chunk, so every later full-width load of the lead
 // array is aligned. A misaligned 64-byte load spans two cache lines; measured on the AMD EPYC (Zen 5)
 // this was built on, the AVX-512 feature kernel streamed 3x256x4096 floats 1.5x faster aligned. Other
 // arrays of the row gain too when they share the lead's alignment (as equal-sized allocations do).
 template <class O>
-inline size_t to_aligned(const void* p) {
-  const size_t mis = (reinterpret_cast<uintptr_t>(p) / sizeof(typename O::Scalar)) % O::N;
-  return mis == 0 ? 0 : O::N - mis;
-}
-
-// The elements of T before the first 64-byte boundary at or after p (p aligned to T).
-template <typename T>
-inline size_t to_aligned_line(const T* p) {
-  const size_t mis = reinterpret_cast<uintptr_t>(p) % 64;
-  return mis == 0 ? 0 : (64 - mis) / sizeof(T);
-}
-
-template <class O>
-inline size_t lead_in(const void* lead, size_t cols) {
+inline size_t lead_in(const typename O::Scalar* lead, size_t cols) {
   return O::N == 1 || cols < kAlignMinVectors * O::N ? 0 : to_aligned<O>(lead);
 }
 
-// Calls f(j, n) over [0, cols) in chunks of at most O::N lanes: the lead-in (see lead_in), full chunks,
-// then the rest.
+// Calls f(j, n) over [0, cols) in chunks of at most O::N lanes: [0, head) (head clamped to cols), full
+// chunks, then the rest.
 template <class O, class F>
-KD_SWEEP_INLINE inline void sweep(size_t cols, const void* lead, F&& f) {
-  size_t j = lead_in<O>(lead, cols);
+KD_SWEEP_INLINE inline void sweep_from(size_t cols, size_t head, F&& f) {
+  size_t j = head < cols ? head : cols;
   if (j > 0) f(0, j);
   for (; j + O::N <= cols; j += O::N) f(j, O::N);
   if (j < cols) f(j, cols - j);
+}
+
+// sweep_from the lead-in of the row at lead (see lead_in).
+template <class O, class F>
+KD_SWEEP_INLINE inline void sweep(size_t cols, const typename O::Scalar* lead, F&& f) {
+  sweep_from<O>(cols, lead_in<O>(lead, cols), f);
 }
 
 // Like sweep, and calls fold() after every O::kBlock full chunks (the first block also holds the
 // lead-in) and after the last chunk: row sums are kept as V partials (float lanes for float) over a
 // block and widened into the O::Acc accumulators by fold(), once per block.
 template <class O, class F, class G>
-KD_SWEEP_INLINE inline void sweep_fold(size_t cols, const void* lead, F&& f, G&& fold) {
+KD_SWEEP_INLINE inline void sweep_fold(size_t cols, const typename O::Scalar* lead, F&& f, G&& fold) {
   if constexpr (O::kBlock == 1) {
     // Partials are not kept (see RowSum): a plain sweep, the reference's own loop.
     sweep<O>(cols, lead, f);
@@ -164,26 +171,21 @@ inline void storef(typename O::Scalar* p, size_t n, typename O::V v) {
 }
 
 // Writes the row g[0, cols) chunk by chunk, g[j, j + n) = value(j, n), calling each(j) first. With
-// stream, the vector-aligned part goes out as non-temporal stores: a gradient row is written once and
-// not read here, so its lines need not be fetched into the cache first (the caller fences).
+// stream, the sweep starts at g's first vector-aligned element, whatever the row's width, and full
+// chunks go out as non-temporal stores: a gradient row is written once and not read here, so its lines
+// need not be fetched into the cache first (the caller fences).
 template <class O, class Each, class Value>
 KD_SWEEP_INLINE inline void write_row(typename O::Scalar* g, size_t cols, bool stream, Each&& each,
                                       Value&& value) {
-  if (!stream) {
-    sweep<O>(cols, g, [&](size_t j, size_t n) KD_SWEEP_INLINE {
-      each(j);
-      storef<O>(g + j, n, value(j, n));
-    });
-    return;
-  }
-  size_t j = to_aligned<O>(g);
-  if (j > cols) j = cols;
-  if (j > 0) storef<O>(g, j, value(0, j));
-  for (; j + O::N <= cols; j += O::N) {
+  const size_t head = stream ? to_aligned<O>(g) : lead_in<O>(g, cols);
+  sweep_from<O>(cols, head, [&](size_t j, size_t n) KD_SWEEP_INLINE {
     each(j);
-    O::stream(g + j, value(j, O::N));
-  }
-  if (j < cols) storef<O>(g + j, cols - j, value(j, cols - j));
+    if (stream && n == O::N) {
+      O::stream(g + j, value(j, n));
+    } else {
+      storef<O>(g + j, n, value(j, n));
+    }
+  });
 }
 
 template <class O>
@@ -282,7 +284,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   const bool stream_grad = kGrad && P.rows * C * sizeof(T) >= kStreamBytes;
   // Scratch rows (see sweep 2) start in the first whole 64-byte line and are padded to whole lines.
   constexpr size_t kLine = 64 / sizeof(T);
-  T* const scratch_line = scratch + to_aligned_line<T>(scratch);
+  T* const scratch_line = scratch + to_boundary(scratch, 64);
   const size_t scratch_stride = (C + kLine - 1) / kLine * kLine;
   KdPartial out;
 
@@ -638,10 +640,10 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
     double da = ns * (ns * Sss - nt * Sst);
     double row = da + nt * (nt * Stt - ns * Sst);
     const double mass = ns * ns * Sss + nt * nt * Stt;
+    const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
     if (!(row >= kAttentionOneSweep<T> * mass && mass <= DBL_MAX)) {
       // Sweep 2 (rows that cancelled, overflowed or hold NaN): the squared differences of the
       // normalised maps, and sum d a_s for the gradient.
-      const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
       RowSum<O> sq, ga;
       sweep_fold<O>(C, s, [&](size_t j, size_t n) KD_SWEEP_INLINE {
         const V as = O::mul(abs_pow<O, kMode>(loadf<O>(s + j, n, 0), beta), vns);
@@ -662,7 +664,6 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
       // g_k = 2 (a_s,k - a_t,k); dL/dx_k = beta |x_k|^(beta-1) sign(x_k) * ns * (g_k - sum_i g_i a_i)
       // when the row is normalised, else beta |x_k|^(beta-1) sign(x_k) * g_k. At x = 0 the gradient
       // is 0 for every beta (the subgradient, also where |x|^(beta-1) is unbounded).
-      const V vns = O::set1(static_cast<T>(ns)), vnt = O::set1(static_cast<T>(nt));
       const V two = O::set1(static_cast<T>(2.0));
       const V sub_ga = O::set1(static_cast<T>(norm_s ? 2.0 * da : 0.0));
       const V outer = O::set1(static_cast<T>(P.grad_scale * P.beta * ns));
