@@ -53,7 +53,7 @@ export interface DistillationResult {
   perSampleHard?: Float64Array;
   /** With `grad` or `gradOut`: d(loss)/d(student), the student's dtype and shape. */
   grad?: FloatArray;
-  /** With `argmax`: index of each row's largest student logit (first of ties; -1 for rows left out or NaN rows). */
+  /** With `argmax`: index of each row's largest student logit (first of ties; NaN logits are skipped; -1 for rows left out and rows of NaN only). */
   studentArgmax?: Int32Array;
   /** With `argmax`: index of each row's largest teacher logit. */
   teacherArgmax?: Int32Array;

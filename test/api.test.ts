@@ -223,6 +223,28 @@ forEachBackend('distillation loss', () => {
     }
   });
 
+  it('takes argmax over the non-NaN logits of a row, in any position and at any width (-1 when all are NaN)', () => {
+    // Rows wider than one vector block too, with the NaN before, inside and after the vector holding
+    // the maximum; the max reduction skips NaN whatever lane or chunk it lands in.
+    for (const cols of [4, 37, 1000]) {
+      for (const Ctor of [Float32Array, Float64Array]) {
+        const s = new Ctor(3 * cols).map((_, i) => Math.sin(i));
+        const t = new Ctor(3 * cols).map((_, i) => Math.cos(i));
+        const nanAt = [0, Math.floor(cols / 2), cols - 1];
+        for (let r = 0; r < 3; r++) s[r * cols + nanAt[r]] = NaN;
+        t.fill(NaN, 2 * cols, 3 * cols);
+        const r = new DistillationLoss(2, 0.5).forward({ data: s, rows: 3, cols }, { data: t, rows: 3, cols }, new Int32Array(3), { argmax: true, reduction: 'none' });
+        for (let row = 0; row < 3; row++) {
+          const values = Array.from(s.subarray(row * cols, (row + 1) * cols));
+          const finite = values.filter((v) => !Number.isNaN(v));
+          expect(r.studentArgmax![row], `cols ${cols} row ${row}`).to.equal(values.indexOf(Math.max(...finite)));
+          expect(Number.isNaN(r.perSample![row]), 'a NaN logit makes the row NaN').to.equal(true);
+        }
+        expect(r.teacherArgmax![2]).to.equal(-1);
+      }
+    }
+  });
+
   it('computes float32 inputs to float32 accuracy', () => {
     const s = rng.matrix(8, 33, 3);
     const t = rng.matrix(8, 33, 3);

@@ -47,7 +47,7 @@ struct KdProblem {
   double* row_soft = nullptr;  // rows: KL(p_t || p_s) of each row (unscaled), 0 for rows left out
   double* row_hard = nullptr;  // rows: hard loss of each row, 0 for rows left out
   int32_t* argmax = nullptr;   // 2 * rows: first index of each student row's max, then the teacher's
-                               // (-1 for rows left out and rows whose max is NaN)
+                               // (NaN skipped; -1 for rows left out and rows of NaN only)
   T* grad = nullptr;           // rows * cols: soft_scale * dKL/ds + hard_scale * dHard/ds
   double grad_soft_scale = 0.0;
   double grad_hard_scale = 0.0;

@@ -156,6 +156,13 @@ KD_SWEEP_INLINE inline void prefetch_chunk(const typename O::Scalar* p, size_t j
   if (O::N >= kLine || j % kLine < O::N) __builtin_prefetch(p + j, 0, 3);
 }
 
+// max(x, acc) lane-wise, ignoring NaN in x (acc, started at -inf, never holds NaN): the maximum of the
+// non-NaN values, whatever order they come in.
+template <class O>
+inline typename O::V max_into(typename O::V x, typename O::V acc) {
+  return O::max(x, acc);
+}
+
 template <class O>
 inline typename O::V loadf(const typename O::Scalar* p, size_t n, typename O::Scalar fill) {
   return n == O::N ? O::load(p) : O::load_n(p, n, fill);
@@ -215,7 +222,8 @@ inline void zero_row(typename O::Scalar* g, size_t cols) {
   sweep<O>(cols, g, [&](size_t j, size_t n) KD_SWEEP_INLINE { storef<O>(g + j, n, z); });
 }
 
-// Index of the first element equal to v (the row maximum), or -1 (NaN rows).
+// Index of the first element equal to v (the row maximum), or -1 (rows of NaN only, whose maximum is
+// the -inf the reduction starts from, or left as NaN when v is NaN).
 template <typename T>
 inline int32_t first_index_of(const T* x, size_t n, T v) {
   for (size_t j = 0; j < n; ++j) {
@@ -322,17 +330,31 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     }
     n_pending = 0;
   };
-  // Sweep 1: row maxima.
+  // Sweep 1: row maxima (NaN skipped, see max_into), in two accumulators per row, even and odd chunks:
+  // with one, each chunk waited on the previous chunk's max (measured: KD 4096x1000 2% faster).
   struct Maxima {
     T s, t;
   };
   const auto maxima = [&](size_t r) KD_SWEEP_INLINE -> Maxima {
-    V vms = O::set1(-inf), vmt = O::set1(-inf);
-    sweep<O>(C, P.student + r * C, [&](size_t j, size_t n) KD_SWEEP_INLINE {
-      vms = O::max(vms, loadf<O>(P.student + r * C + j, n, -inf));
-      vmt = O::max(vmt, loadf<O>(P.teacher + r * C + j, n, -inf));
+    const T* s = P.student + r * C;
+    const T* t = P.teacher + r * C;
+    V vms = O::set1(-inf), vmt = O::set1(-inf), vms2 = vms, vmt2 = vmt;
+    size_t j = lead_in<O>(s, C);
+    if (j > 0) {
+      vms = max_into<O>(O::load_n(s, j, -inf), vms);
+      vmt = max_into<O>(O::load_n(t, j, -inf), vmt);
+    }
+    for (; j + 2 * O::N <= C; j += 2 * O::N) {
+      vms = max_into<O>(O::load(s + j), vms);
+      vmt = max_into<O>(O::load(t + j), vmt);
+      vms2 = max_into<O>(O::load(s + j + O::N), vms2);
+      vmt2 = max_into<O>(O::load(t + j + O::N), vmt2);
+    }
+    sweep_from<O>(C - j, 0, [&](size_t i, size_t n) KD_SWEEP_INLINE {
+      vms2 = max_into<O>(loadf<O>(s + j + i, n, -inf), vms2);
+      vmt2 = max_into<O>(loadf<O>(t + j + i, n, -inf), vmt2);
     });
-    return {O::reduce_max(vms), O::reduce_max(vmt)};
+    return {O::reduce_max(max_into<O>(vms2, vms)), O::reduce_max(max_into<O>(vmt2, vmt))};
   };
   // Rows that fit in one block (see sweep 2) are short enough that a row is mostly one dependency chain
   // (maxima, exps, sums); their maxima are taken one row ahead, before this row's sweep 2, so that
