@@ -16,6 +16,10 @@ const BIN = path.join(ROOT, 'bin', 'kdloss.js');
 const svg = require(path.join(ROOT, 'dist', 'bench', 'svg.js')) as typeof import('../dist/bench/svg');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const benchMain = require(path.join(ROOT, 'dist', 'bench', 'main.js')) as typeof import('../dist/bench/main');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const format = require(path.join(ROOT, 'dist', 'bench', 'format.js')) as typeof import('../dist/bench/format');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const scaling = require(path.join(ROOT, 'dist', 'bench', 'scaling.js')) as typeof import('../dist/bench/scaling');
 
 interface CliResult {
   code: number | null;
@@ -174,6 +178,7 @@ function synthetic(): BenchResults {
           syncMedianNs: 3.9e6,
         },
       ],
+      machineScaling: 1.85,
     },
     checks: [],
     elapsedMs: 1234,
@@ -213,7 +218,7 @@ describe('benchmark chart (svg.ts)', () => {
   it('renders a valid (empty) chart from results without any KD float32 one-hot case', () => {
     const r = synthetic();
     r.cases = r.cases.filter((c) => c.dtype === 'float64');
-    r.threads = { variant: null, counts: [1, 2], cases: [] };
+    r.threads = { variant: null, counts: [1, 2], cases: [], machineScaling: null };
     const doc = svg.renderChart(r);
     checkXml(doc);
     expect(doc).to.include('no KD float32 one-hot case');
@@ -227,6 +232,24 @@ describe('benchmark chart (svg.ts)', () => {
     expect(svg.si(4.096e6)).to.equal('4.1M');
     expect(svg.si(1e10)).to.equal('10G');
     expect(svg.xmlEscape(`a<b>&"c'`)).to.equal('a&lt;b&gt;&amp;&quot;c&apos;');
+  });
+});
+
+describe('benchmark thread scaling', () => {
+  it("prints each case's speedup next to the machine's own scaling", () => {
+    const text = format.formatResults(synthetic());
+    expect(text).to.include('Async thread scaling on avx2');
+    expect(text).to.match(/kd 4096x1000 onehot .* 1\.82x/);
+    expect(text).to.include("vecmath('exp') on 2 worker threads at once runs 1.85x one worker's throughput");
+  });
+
+  it('measures the machine scaling on worker threads (a positive ratio, not a timing claim)', async function () {
+    if (process.env.KDLOSS_BACKEND === 'js') this.skip();
+    this.timeout(20000);
+    const x = await scaling.machineScaling(2, 1, 20);
+    expect(x).to.be.a('number');
+    expect(x).to.be.greaterThan(0);
+    expect(Number.isFinite(x)).to.equal(true);
   });
 });
 

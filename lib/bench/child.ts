@@ -20,6 +20,7 @@ import {
   selectCases,
 } from './cases';
 import { measure, measureAsync } from './measure';
+import { machineScaling } from './scaling';
 import type { CaseMeasurement, CaseSpec, ChildOptions, Roofline, Timing, TimingPolicy, VariantReport } from './types';
 
 /** Inputs shared by the cases of one shape and dtype (all preallocated before timing). */
@@ -219,6 +220,9 @@ export async function measureVariant(opts: ChildOptions): Promise<VariantReport>
     });
   }
 
+  const machine = Object.keys(threads).length > 0 && opts.threadCounts.length > 1 ? await machineScaling(Math.max(...opts.threadCounts)) : null;
+  if (machine !== null) log(`machine scaling (vecmath exp on ${Math.max(...opts.threadCounts)} workers): ${machine.toFixed(2)}x`);
+
   return {
     variant: opts.variant,
     backend: isJs ? 'js' : 'native',
@@ -228,6 +232,7 @@ export async function measureVariant(opts: ChildOptions): Promise<VariantReport>
     asyncApi,
     cases: results,
     threads,
+    machineScaling: machine,
     elapsedMs: Date.now() - start,
   };
 }

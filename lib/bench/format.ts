@@ -149,6 +149,11 @@ export function formatResults(r: BenchResults): string {
     out.push(
       `(cores: CPU time of the process / wall time during the calls, i.e. the cores the threads actually got; load average ${m.loadAverage.join(' ')} on ${m.cores} cores)`,
     );
+    if (th.machineScaling !== null && th.machineScaling !== undefined) {
+      out.push(
+        `The machine's own scaling, the ceiling of the speedups above: vecmath('exp') on ${hi} worker threads at once runs ${fmtRatio(th.machineScaling)} one worker's throughput.`,
+      );
+    }
   }
 
   if (r.checks.length > 0) {
@@ -173,7 +178,7 @@ export function formatResults(r: BenchResults): string {
       ];
     });
     out.push('');
-    out.push(`Targets (the library's default variant: ${r.defaultVariant ?? 'none'}; roofline fractions against the run's fastest sum probe):`);
+    out.push(`Targets (the library's default variant: ${r.defaultVariant ?? 'none'}; roofline fractions against the variant's own probes, run right after each case, or the run's fastest sum probe where the variant's own is slower than its kernel):`);
     out.push(table(['target', 'goal', ...vs], checkRows, ['l', 'l', ...vs.map(() => 'r' as const)]));
   }
   out.push('');

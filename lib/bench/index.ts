@@ -180,14 +180,19 @@ function evaluateChecks(
       const val = value ?? null;
       checks.push({ name, variant: v, value: val, target, met: val === null ? null : ok(val) });
     };
+    // The variant's own roofline (its probes ran in the same process right after the case: on a
+    // shared machine, memory bandwidth moves by a third between one child process and the next), or
+    // the machine's where the variant's own sum probe is slower than its kernel (not bandwidth-bound).
+    const fraction = (x: VariantCaseResult | undefined): number | null | undefined =>
+      x && x.rooflineFraction !== null && x.rooflineFraction <= 1.05 ? x.rooflineFraction : x?.machineRooflineFraction;
     const kd32 = get('kd 4096x1000 onehot float32', v);
     add('KD float32 4096x1000 one-hot throughput (elem/s)', kd32?.elementsPerSec, '>= 1.5e9', (x) => x >= 1.5e9);
-    add('KD float32 4096x1000 one-hot roofline fraction', kd32?.machineRooflineFraction, '>= 0.75', (x) => x >= 0.75);
+    add('KD float32 4096x1000 one-hot roofline fraction', fraction(kd32), '>= 0.75', (x) => x >= 0.75);
     add('KD float32 4096x1000 one-hot x js', kd32?.vsJs, '>= 50', (x) => x >= 50);
     add('KD float64 4096x1000 one-hot throughput (elem/s)', get('kd 4096x1000 onehot float64', v)?.elementsPerSec, '>= 0.6e9', (x) => x >= 0.6e9);
     for (const kind of ['feature', 'attention'] as const) {
       const id = largeMapCaseId(kind);
-      add(`${kind} float32 memory roofline fraction, larger than cache (${id})`, get(id, v)?.machineRooflineFraction, '>= 0.80', (x) => x >= 0.8);
+      add(`${kind} float32 memory roofline fraction, larger than cache (${id})`, fraction(get(id, v)), '>= 0.80', (x) => x >= 0.8);
     }
     add('API 64x10 float32 computeDistillation (ns)', api[v]?.medianNs, '<= 2000', (x) => x <= 2000);
     add('async 64x10 float32 computeDistillationAsync (ns)', asyncApi[v]?.medianNs, '<= 30000', (x) => x <= 30000);
@@ -346,7 +351,12 @@ export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchRe
       });
     }
   }
-  const threads: BenchResults['threads'] = { variant: tv, counts: threadCounts, cases: threadCases };
+  const threads: BenchResults['threads'] = {
+    variant: tv,
+    counts: threadCounts,
+    cases: threadCases,
+    machineScaling: tv !== null ? reports[tv].machineScaling : null,
+  };
 
   return {
     schema: 'kdloss-bench/2',

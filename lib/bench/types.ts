@@ -143,6 +143,8 @@ export interface VariantReport {
   cases: Record<string, CaseMeasurement>;
   /** Thread-scaling case id -> thread count (as a string) -> timing; {} when this child measured none. */
   threads: Record<string, Record<string, Timing>>;
+  /** With thread cases: the machine's own scaling at the largest thread count (see scaling.ts). */
+  machineScaling: number | null;
   elapsedMs: number;
 }
 
@@ -223,7 +225,16 @@ export interface BenchResults {
   asyncApi: Record<string, Timing>;
   cases: CaseResult[];
   /** Async thread scaling, measured on `variant` (the default native variant) only. */
-  threads: { variant: string | null; counts: number[]; cases: ThreadCaseResult[] };
+  threads: {
+    variant: string | null;
+    counts: number[];
+    cases: ThreadCaseResult[];
+    /**
+     * vecmath('exp') on the largest thread count of worker threads at once / on one (scaling.ts): what
+     * the machine gives pure compute, the ceiling of every speedup above (null when not measured).
+     */
+    machineScaling: number | null;
+  };
   checks: Check[];
   elapsedMs: number;
 }

@@ -1,7 +1,11 @@
 #include "engine.h"
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace kd {
@@ -22,33 +26,136 @@ bool cancelled(const RunControl& rc) {
   return rc.cancel != nullptr && rc.cancel->load(std::memory_order_relaxed);
 }
 
-// Calls f(b) for every block b in [0, n) on up to rc.threads threads (blocks handed out in order by an
-// atomic counter; which thread runs a block does not matter, since each block writes its own slot).
-// Returns false when cancelled.
-template <class F>
-bool for_blocks(size_t n, const RunControl& rc, F&& f) {
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (;;) {
-      if (cancelled(rc)) return;
-      const size_t b = next.fetch_add(1, std::memory_order_relaxed);
-      if (b >= n) return;
-      f(b);
-    }
+// The helper threads of every call in the process: started on first use, grown to the most helpers a
+// call has asked for (up to kMaxHelpers), then parked between calls. Starting threads per call cost
+// about 60 to 100 us of the calling thread on the VM this was built on (stack mappings and their
+// cross-core TLB flushes), more than a 2-thread split of a 1 ms call can afford. The pool is never
+// destroyed: parked threads end with the process.
+class HelperPool {
+ public:
+  static constexpr size_t kMaxHelpers = 64;
+
+  // One call's request: run(ctx, part) for parts [1, parts] on helpers.
+  struct Job {
+    void (*run)(void* ctx, size_t part);
+    void* ctx;
+    size_t queued = 0;   // parts no helper has taken yet
+    size_t running = 0;  // parts a helper is running
+    bool ended = false;  // a part has returned: every block has been taken
   };
-  const size_t threads = rc.threads < n ? rc.threads : n;
-  const size_t first = rc.caller_computes || threads <= 1 ? 1 : 0;
-  std::vector<std::thread> helpers;
-  if (threads > first) helpers.reserve(threads - first);
-  for (size_t i = first; i < threads; ++i) {
-    try {
-      helpers.emplace_back(work);
-    } catch (const std::system_error&) {
-      break;  // no more threads available: the ones we have finish the work
+
+  static HelperPool& get() {
+    static HelperPool* pool = new HelperPool();
+    return *pool;
+  }
+
+  // Queues parts 1 .. helpers of job (fewer if the pool cannot grow that far); returns how many.
+  size_t post(Job* job, size_t helpers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (threads_ < helpers && threads_ < kMaxHelpers) {
+      try {
+        std::thread(&HelperPool::loop, this).detach();
+      } catch (const std::system_error&) {
+        break;  // no more threads available: the parts queued are run by the threads there are
+      }
+      ++threads_;
+    }
+    const size_t parts = helpers < threads_ ? helpers : threads_;
+    for (size_t p = 1; p <= parts; ++p) queue_.push_back({job, p});
+    job->queued += parts;
+    if (parts > 0) work_.notify_all();
+    return parts;
+  }
+
+  // Waits until job has ended (`caller_ended`: its caller has taken every block) and none of its parts
+  // is running, then withdraws its parts still queued (behind other calls' parts: nothing is left for
+  // them to do).
+  void finish(Job* job, bool caller_ended) {
+    std::unique_lock<std::mutex> lock(mu_);
+    job->ended = job->ended || caller_ended;
+    done_.wait(lock, [&] { return (job->ended || job->queued == 0) && job->running == 0; });
+    if (job->queued > 0) {
+      for (auto it = queue_.begin(); it != queue_.end();) it = it->job == job ? queue_.erase(it) : it + 1;
+      job->queued = 0;
     }
   }
-  if (first == 1 || helpers.empty()) work();
-  for (std::thread& t : helpers) t.join();
+
+ private:
+  struct Part {
+    Job* job;
+    size_t part;
+  };
+
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      work_.wait(lock, [&] { return !queue_.empty(); });
+      const Part p = queue_.front();
+      queue_.pop_front();
+      --p.job->queued;
+      ++p.job->running;
+      lock.unlock();
+      p.job->run(p.job->ctx, p.part);
+      lock.lock();
+      p.job->ended = true;
+      if (--p.job->running == 0) done_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable work_, done_;
+  std::deque<Part> queue_;
+  size_t threads_ = 0;
+};
+
+// Calls f(b) for every block b in [0, n) on up to rc.threads threads (the caller and pool helpers) and
+// returns false when cancelled. Thread i owns the i-th contiguous share of the blocks and takes them in
+// order; a thread that runs out helps with the other shares, from their front. So each thread mostly
+// streams one contiguous range of rows, and a slow or late thread still gets help: any one thread alone
+// finishes the whole call. Which thread runs a block does not matter to the result: each block writes
+// its own slot.
+template <class F>
+bool for_blocks(size_t n, const RunControl& rc, F&& f) {
+  const size_t threads = rc.threads < n ? rc.threads : n;
+  struct Share {
+    alignas(64) std::atomic<size_t> next;
+    size_t end;
+  };
+  std::vector<Share> shares(threads == 0 ? 1 : threads);
+  for (size_t i = 0; i < shares.size(); ++i) {
+    shares[i].next.store(n * i / shares.size(), std::memory_order_relaxed);
+    shares[i].end = n * (i + 1) / shares.size();
+  }
+  struct Ctx {
+    std::vector<Share>* shares;
+    const RunControl* rc;
+    std::remove_reference_t<F>* f;
+  } ctx{&shares, &rc, &f};
+  const auto work = [](void* c, size_t own) {
+    const Ctx& x = *static_cast<Ctx*>(c);
+    std::vector<Share>& sh = *x.shares;
+    for (size_t k = 0; k < sh.size(); ++k) {
+      Share& share = sh[(own + k) % sh.size()];
+      for (;;) {
+        if (cancelled(*x.rc)) return;
+        const size_t b = share.next.fetch_add(1, std::memory_order_relaxed);
+        if (b >= share.end) break;
+        (*x.f)(b);
+      }
+    }
+  };
+  if (threads <= 1) {
+    work(&ctx, 0);
+    return !cancelled(rc);
+  }
+  HelperPool& pool = HelperPool::get();
+  HelperPool::Job job{work, &ctx};
+  // A caller that only waits (an async call's pool thread) leaves part 0 to a helper too.
+  const size_t helpers = rc.caller_computes ? threads - 1 : threads;
+  const size_t posted = pool.post(&job, helpers);
+  const bool caller_works = rc.caller_computes || posted == 0;
+  if (caller_works) work(&ctx, 0);
+  pool.finish(&job, caller_works);
   return !cancelled(rc);
 }
 
