@@ -46,6 +46,8 @@ namespace {
 constexpr const char* kInput = "ERR_KD_INPUT";
 constexpr const char* kShape = "ERR_KD_SHAPE";
 constexpr const char* kConfig = "ERR_KD_CONFIG";
+// The one failure a kernel run can have: a thread's gradient scratch (three rows) not allocatable.
+constexpr const char* kOutOfMemory = "rows too wide for this machine: the gradient scratch of a row could not be allocated";
 
 // Names of the compute calls, for messages (template arguments of KdAddon::Entry).
 constexpr char kKdName[] = "kd";
@@ -267,7 +269,11 @@ class LossWorker : public Napi::AsyncWorker {
     // on KD 4096x1000 with 2 threads, 1.65x to 1.72x one thread, against 1.43x to 1.53x with the libuv
     // thread computing next to one helper.
     rc.caller_computes = false;
-    completed_ = work_(rc, &value_);
+    try {
+      completed_ = work_(rc, &value_);
+    } catch (const std::bad_alloc&) {
+      out_of_memory_ = true;
+    }
   }
 
   void OnWorkComplete(Napi::Env env, napi_status status) override {
@@ -275,7 +281,14 @@ class LossWorker : public Napi::AsyncWorker {
       napi_handle_scope scope;
       if (napi_open_handle_scope(env, &scope) == napi_ok) {
         napi_value v = nullptr;
-        if (completed_) {
+        if (out_of_memory_) {
+          napi_value code = nullptr, msg = nullptr;
+          if (napi_create_string_utf8(env, kShape, NAPI_AUTO_LENGTH, &code) == napi_ok &&
+              napi_create_string_utf8(env, kOutOfMemory, NAPI_AUTO_LENGTH, &msg) == napi_ok &&
+              napi_create_error(env, code, msg, &v) == napi_ok) {
+            napi_reject_deferred(env, deferred_, v);
+          }
+        } else if (completed_) {
           if (napi_create_double(env, value_, &v) == napi_ok) napi_resolve_deferred(env, deferred_, v);
         } else {
           napi_value msg = nullptr;
@@ -300,6 +313,7 @@ class LossWorker : public Napi::AsyncWorker {
   std::shared_ptr<InFlight> in_flight_;
   double value_ = 0.0;
   bool completed_ = false;
+  bool out_of_memory_ = false;
 };
 
 }  // namespace
@@ -395,7 +409,11 @@ class KdAddon : public Napi::Addon<KdAddon> {
     kd::RunControl rc;
     rc.threads = static_cast<size_t>(threads);
     double value = 0.0;
-    work(rc, &value);
+    try {
+      work(rc, &value);
+    } catch (const std::bad_alloc&) {
+      Fail(env, kShape, kOutOfMemory);
+    }
     return returns_value ? napi_value(Napi::Number::New(env, value)) : nullptr;
   }
 

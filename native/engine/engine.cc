@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -113,7 +114,8 @@ class HelperPool {
 // order; a thread that runs out helps with the other shares, from their front. So each thread mostly
 // streams one contiguous range of rows, and a slow or late thread still gets help: any one thread alone
 // finishes the whole call. Which thread runs a block does not matter to the result: each block writes
-// its own slot.
+// its own slot. An exception from f (std::bad_alloc of the gradient scratch) on any thread stops the
+// others at their next block and is rethrown here once no helper still uses the call's state.
 template <class F>
 bool for_blocks(size_t n, const RunControl& rc, F&& f) {
   const size_t threads = rc.threads < n ? rc.threads : n;
@@ -126,36 +128,48 @@ bool for_blocks(size_t n, const RunControl& rc, F&& f) {
     shares[i].next.store(n * i / shares.size(), std::memory_order_relaxed);
     shares[i].end = n * (i + 1) / shares.size();
   }
+  using Fn = std::remove_reference_t<F>;
   struct Ctx {
+    Ctx(std::vector<Share>* s, const RunControl* r, Fn* fn) : shares(s), rc(r), f(fn) {}
     std::vector<Share>* shares;
     const RunControl* rc;
-    std::remove_reference_t<F>* f;
-  } ctx{&shares, &rc, &f};
+    Fn* f;
+    std::atomic<bool> failed{false};
+    std::mutex error_mu;
+    std::exception_ptr error;
+  } ctx(&shares, &rc, &f);
   const auto work = [](void* c, size_t own) {
-    const Ctx& x = *static_cast<Ctx*>(c);
+    Ctx& x = *static_cast<Ctx*>(c);
     std::vector<Share>& sh = *x.shares;
-    for (size_t k = 0; k < sh.size(); ++k) {
-      Share& share = sh[(own + k) % sh.size()];
-      for (;;) {
-        if (cancelled(*x.rc)) return;
-        const size_t b = share.next.fetch_add(1, std::memory_order_relaxed);
-        if (b >= share.end) break;
-        (*x.f)(b);
+    try {
+      for (size_t k = 0; k < sh.size(); ++k) {
+        Share& share = sh[(own + k) % sh.size()];
+        for (;;) {
+          if (cancelled(*x.rc) || x.failed.load(std::memory_order_relaxed)) return;
+          const size_t b = share.next.fetch_add(1, std::memory_order_relaxed);
+          if (b >= share.end) break;
+          (*x.f)(b);
+        }
       }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(x.error_mu);
+      if (!x.error) x.error = std::current_exception();
+      x.failed.store(true, std::memory_order_relaxed);
     }
   };
   if (threads <= 1) {
     work(&ctx, 0);
-    return !cancelled(rc);
+  } else {
+    HelperPool& pool = HelperPool::get();
+    HelperPool::Job job{work, &ctx};
+    // A caller that only waits (an async call's pool thread) leaves part 0 to a helper too.
+    const size_t helpers = rc.caller_computes ? threads - 1 : threads;
+    const size_t posted = pool.post(&job, helpers);
+    const bool caller_works = rc.caller_computes || posted == 0;
+    if (caller_works) work(&ctx, 0);
+    pool.finish(&job, caller_works);
   }
-  HelperPool& pool = HelperPool::get();
-  HelperPool::Job job{work, &ctx};
-  // A caller that only waits (an async call's pool thread) leaves part 0 to a helper too.
-  const size_t helpers = rc.caller_computes ? threads - 1 : threads;
-  const size_t posted = pool.post(&job, helpers);
-  const bool caller_works = rc.caller_computes || posted == 0;
-  if (caller_works) work(&ctx, 0);
-  pool.finish(&job, caller_works);
+  if (ctx.error) std::rethrow_exception(ctx.error);
   return !cancelled(rc);
 }
 

@@ -22,7 +22,8 @@ struct RunControl {
 size_t block_rows(size_t cols);
 size_t block_count(size_t rows, size_t cols);
 
-// Each returns false when cancelled (outputs are then unspecified).
+// Each returns false when cancelled (outputs are then unspecified), and throws std::bad_alloc when a
+// thread's gradient scratch cannot be allocated (after every thread of the call has stopped).
 template <typename T>
 bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out);
 

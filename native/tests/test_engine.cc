@@ -1,10 +1,11 @@
 // Engine suite: the row-block runner (native/engine) and its helper-thread pool, driven by several
 // caller threads at once with every thread count and both caller modes (the sync caller computes, an
-// async worker only waits). Every result must be bitwise the one thread's; cancelled calls must return
-// and leave the pool working. Under the sanitizer build this is also the pool's race and leak test.
+// async worker only waits). Every result must be bitwise the one thread's; cancelled calls and calls
+// whose scratch cannot be allocated must return (or throw) and leave the pool working. Under the sanitizer build this is also the pool's race and leak test.
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -108,6 +109,39 @@ void suite_engine() {
       check_same(cs, ref, runs[c][i]);
     }
   }
+
+  // A gradient scratch that cannot be allocated (rows of 2^40 columns: 12 TB of scratch; nothing is
+  // read before the allocation): run_kd throws std::bad_alloc from whichever thread failed, after every
+  // thread has stopped, and the pool serves the next call. Not under ASan, whose operator new reports
+  // an impossible size as an error and aborts instead of throwing.
+#ifndef KD_TEST_SANITIZE
+  for (size_t threads : {size_t{1}, size_t{2}, size_t{3}}) {
+    for (bool caller_computes : {true, false}) {
+      float dummy[1] = {0.0f};
+      kd::KdProblem<float> p;
+      p.student = p.teacher = dummy;
+      p.rows = 8;
+      p.cols = size_t{1} << 40;
+      p.grad = dummy;
+      kd::RunControl rc;
+      rc.threads = threads;
+      rc.caller_computes = caller_computes;
+      kd::KdPartial out;
+      bool threw = false;
+      try {
+        kd::run_kd(k, p, rc, &out);
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      KdRun after;
+      run_kd_once(k, in, threads, caller_computes, nullptr, &after);
+      Case cs(fmt("engine: scratch allocation failing on %zu threads (caller %s), then a full call", threads,
+                  caller_computes ? "computes" : "waits"));
+      cs.expect(threw, "run_kd threw std::bad_alloc");
+      check_same(cs, ref, after);
+    }
+  }
+#endif
 
   // Cancelled before it starts: returns false at once. Cancelled while running (from another thread):
   // returns (either way) and the pool still serves the next call.
