@@ -178,7 +178,7 @@ export function formatResults(r: BenchResults): string {
       ];
     });
     out.push('');
-    out.push(`Targets (the library's default variant: ${r.defaultVariant ?? 'none'}; roofline fractions against the variant's own probes, run right after each case, or the run's fastest sum probe where the variant's own is slower than its kernel):`);
+    out.push(`Targets (the library's default variant: ${r.defaultVariant ?? 'none'}; roofline fractions against the variant's own probes, run right after each case, or the run's fastest sum probe where the variant's own took more than twice as long):`);
     out.push(table(['target', 'goal', ...vs], checkRows, ['l', 'l', ...vs.map(() => 'r' as const)]));
   }
   out.push('');

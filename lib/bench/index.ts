@@ -180,11 +180,14 @@ function evaluateChecks(
       const val = value ?? null;
       checks.push({ name, variant: v, value: val, target, met: val === null ? null : ok(val) });
     };
-    // The variant's own roofline (its probes ran in the same process right after the case: on a
-    // shared machine, memory bandwidth moves by a third between one child process and the next), or
-    // the machine's where the variant's own sum probe is slower than its kernel (not bandwidth-bound).
-    const fraction = (x: VariantCaseResult | undefined): number | null | undefined =>
-      x && x.rooflineFraction !== null && x.rooflineFraction <= 1.05 ? x.rooflineFraction : x?.machineRooflineFraction;
+    // The variant's own roofline: its probes ran in the same process right after the case, while on a
+    // shared machine memory bandwidth moves by a third between one child process and the next. Where
+    // the variant's own sum probe took more than twice the run's fastest one, that probe is not
+    // bandwidth-bound (the scalar variant's), and the machine's roofline counts instead.
+    const fraction = (x: VariantCaseResult | undefined): number | null | undefined => {
+      if (!x || x.rooflineFraction === null || x.machineRooflineFraction === null) return x?.machineRooflineFraction;
+      return x.rooflineFraction <= 2 * x.machineRooflineFraction ? x.rooflineFraction : x.machineRooflineFraction;
+    };
     const kd32 = get('kd 4096x1000 onehot float32', v);
     add('KD float32 4096x1000 one-hot throughput (elem/s)', kd32?.elementsPerSec, '>= 1.5e9', (x) => x >= 1.5e9);
     add('KD float32 4096x1000 one-hot roofline fraction', fraction(kd32), '>= 0.75', (x) => x >= 0.75);
