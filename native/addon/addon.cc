@@ -282,20 +282,11 @@ class LossWorker : public Napi::AsyncWorker {
       if (napi_open_handle_scope(env, &scope) == napi_ok) {
         napi_value v = nullptr;
         if (out_of_memory_) {
-          napi_value code = nullptr, msg = nullptr;
-          if (napi_create_string_utf8(env, kShape, NAPI_AUTO_LENGTH, &code) == napi_ok &&
-              napi_create_string_utf8(env, kOutOfMemory, NAPI_AUTO_LENGTH, &msg) == napi_ok &&
-              napi_create_error(env, code, msg, &v) == napi_ok) {
-            napi_reject_deferred(env, deferred_, v);
-          }
+          Reject(env, kShape, kOutOfMemory);
         } else if (completed_) {
           if (napi_create_double(env, value_, &v) == napi_ok) napi_resolve_deferred(env, deferred_, v);
         } else {
-          napi_value msg = nullptr;
-          if (napi_create_string_utf8(env, "aborted", NAPI_AUTO_LENGTH, &msg) == napi_ok &&
-              napi_create_error(env, nullptr, msg, &v) == napi_ok) {
-            napi_reject_deferred(env, deferred_, v);
-          }
+          Reject(env, nullptr, "aborted");
         }
         napi_close_handle_scope(env, scope);
       }
@@ -304,6 +295,16 @@ class LossWorker : public Napi::AsyncWorker {
   }
 
  private:
+  // Rejects the promise with an Error of this message and code (none when null).
+  void Reject(napi_env env, const char* code, const char* message) {
+    napi_value c = nullptr, msg = nullptr, err = nullptr;
+    if ((code == nullptr || napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) == napi_ok) &&
+        napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) == napi_ok &&
+        napi_create_error(env, c, msg, &err) == napi_ok) {
+      napi_reject_deferred(env, deferred_, err);
+    }
+  }
+
   napi_deferred deferred_ = nullptr;
   napi_value promise_ = nullptr;
   Work work_;

@@ -119,11 +119,18 @@ class HelperPool {
 template <class F>
 bool for_blocks(size_t n, const RunControl& rc, F&& f) {
   const size_t threads = rc.threads < n ? rc.threads : n;
+  if (threads <= 1) {  // the caller alone, in block order: nothing to share or to allocate
+    for (size_t b = 0; b < n; ++b) {
+      if (cancelled(rc)) return false;
+      f(b);
+    }
+    return !cancelled(rc);
+  }
   struct Share {
     alignas(64) std::atomic<size_t> next;
     size_t end;
   };
-  std::vector<Share> shares(threads == 0 ? 1 : threads);
+  std::vector<Share> shares(threads);
   for (size_t i = 0; i < shares.size(); ++i) {
     shares[i].next.store(n * i / shares.size(), std::memory_order_relaxed);
     shares[i].end = n * (i + 1) / shares.size();
@@ -157,18 +164,14 @@ bool for_blocks(size_t n, const RunControl& rc, F&& f) {
       x.failed.store(true, std::memory_order_relaxed);
     }
   };
-  if (threads <= 1) {
-    work(&ctx, 0);
-  } else {
-    HelperPool& pool = HelperPool::get();
-    HelperPool::Job job{work, &ctx};
-    // A caller that only waits (an async call's pool thread) leaves part 0 to a helper too.
-    const size_t helpers = rc.caller_computes ? threads - 1 : threads;
-    const size_t posted = pool.post(&job, helpers);
-    const bool caller_works = rc.caller_computes || posted == 0;
-    if (caller_works) work(&ctx, 0);
-    pool.finish(&job, caller_works);
-  }
+  HelperPool& pool = HelperPool::get();
+  HelperPool::Job job{work, &ctx};
+  // A caller that only waits (an async call's pool thread) leaves part 0 to a helper too.
+  const size_t helpers = rc.caller_computes ? threads - 1 : threads;
+  const size_t posted = pool.post(&job, helpers);
+  const bool caller_works = rc.caller_computes || posted == 0;
+  if (caller_works) work(&ctx, 0);
+  pool.finish(&job, caller_works);
   if (ctx.error) std::rethrow_exception(ctx.error);
   return !cancelled(rc);
 }
@@ -196,17 +199,24 @@ size_t block_count(size_t rows, size_t cols) {
 
 namespace {
 
-// Runs block(r0, r1) -> Part on every fixed row block and sums the parts in block order.
+// Runs block(r0, r1) -> Part on every fixed row block and sums the parts in block order. On one thread
+// the blocks run in order and are added as they finish (the same sums in the same order, with no
+// per-block slots to allocate: a small call is a few microseconds).
 template <class Part, class F>
 bool sum_blocks(size_t rows, size_t cols, const RunControl& rc, Part* total, F&& block) {
   const size_t per = block_rows(cols);
   const size_t n = block_count(rows, cols);
-  std::vector<Part> parts(n);
+  const bool in_order = rc.threads <= 1 || n <= 1;
+  std::vector<Part> parts(in_order ? 0 : n);
+  Part sum{};
   const bool done = for_blocks(n, rc, [&](size_t b) {
     const Range r = block_range(b, rows, per);
-    parts[b] = block(r.r0, r.r1);
+    if (in_order) {
+      sum += block(r.r0, r.r1);
+    } else {
+      parts[b] = block(r.r0, r.r1);
+    }
   });
-  Part sum{};
   for (const Part& part : parts) sum += part;
   *total = sum;
   return done;
