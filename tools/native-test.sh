@@ -3,14 +3,23 @@
 #   tools/native-test.sh native   -> build-native/   (Release)
 #   tools/native-test.sh asan     -> build-asan/     (KD_SANITIZE=ON: ASan + UBSan)
 #   tools/native-test.sh arm64    -> build-arm64/    (cross-compiled, run under qemu-aarch64)
-# Extra arguments go to kd_native_tests (e.g. --quick, --isa=avx2, --suite=vecmath, --seed=N).
+#   tools/native-test.sh bench    -> build-native/   (runs kd_native_bench instead of the tests)
+# Extra arguments go to the program (tests: --quick, --isa=avx2, --suite=vecmath, --seed=N; bench:
+# --quick, --isa=avx2,avx512, --filter=SUBSTRING).
 set -eu
 mode=${1:-native}
+prog=kd_native_tests
 [ $# -gt 0 ] && shift
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
 case "$mode" in
+  bench)
+    dir=build-native
+    cfg="-DCMAKE_BUILD_TYPE=Release"
+    run=""
+    prog=kd_native_bench
+    ;;
   native)
     dir=build-native
     cfg="-DCMAKE_BUILD_TYPE=Release"
@@ -35,7 +44,7 @@ case "$mode" in
     set -- --quick "$@"
     ;;
   *)
-    echo "usage: tools/native-test.sh native|asan|arm64 [test args...]" >&2
+    echo "usage: tools/native-test.sh native|asan|arm64|bench [program args...]" >&2
     exit 2
     ;;
 esac
@@ -44,4 +53,4 @@ esac
 cmake -S . -B "$dir" $cfg >/dev/null
 cmake --build "$dir" --parallel "$jobs"
 # shellcheck disable=SC2086
-exec $run "$dir/kd_native_tests" "$@"
+exec $run "$dir/$prog" "$@"

@@ -85,6 +85,8 @@ function caseFn(c: CaseSpec, inp: Inputs): () => unknown {
 /** Roofline probes through the active variant's vecmath. */
 class Probes {
   private readonly buffers: Record<DType, FloatArray>;
+  /** The exp probe's arguments and results, allocated once (see expRate). */
+  private readonly expIo: Record<DType, { input: FloatArray; output: FloatArray }>;
   private readonly memCache = new Map<string, number>();
   readonly expPerSec: Record<DType, number>;
 
@@ -97,17 +99,26 @@ class Probes {
       float32: new Float32Array(Math.ceil(maxBytes.float32 / 4)).fill(1),
       float64: new Float64Array(Math.ceil(maxBytes.float64 / 8)).fill(1),
     };
+    const io = (input: FloatArray, output: FloatArray) => {
+      for (let i = 0; i < input.length; i++) input[i] = -20 * ((i * 0.618034) % 1);
+      return { input, output };
+    };
+    // 256 KB of arguments and 256 KB of results: L2-resident, and long enough that the cost of the addon
+    // call itself stays under 2% of the time. (With the 8192 elements used before it was 15% to 25% of
+    // it: the probe read 7.0 to 7.9 G exp/s where this block reads 8.9 to 9.3 on the machine this was
+    // built on, and the KD roofline fractions were too high by as much.)
+    this.expIo = {
+      float32: io(new Float32Array(65536), new Float32Array(65536)),
+      float64: io(new Float64Array(32768), new Float64Array(32768)),
+    };
     this.expPerSec = { float32: this.expRate('float32'), float64: this.expRate('float64') };
   }
 
-  /** vecmath('exp') elements/s (the best seen: each exp-bound case probes again) over an L1/L2-resident block of arguments in [-20, 0]. */
+  /** vecmath('exp') elements/s over the probe's block of arguments in [-20, 0] (the best seen is kept: each exp-bound case probes again). */
   private expRate(dtype: DType): number {
-    const n = 8192;
-    const input = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
-    const output = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
-    for (let i = 0; i < n; i++) input[i] = -20 * ((i * 0.618034) % 1);
+    const { input, output } = this.expIo[dtype];
     const t = measure(() => this.addon.vecmath('exp', input, output), this.policy);
-    return n / (t.medianNs * 1e-9);
+    return input.length / (t.medianNs * 1e-9);
   }
 
   /** Median ns of vecmath('sum') over `bytes` bytes of `dtype`. */

@@ -1,0 +1,395 @@
+// kd_native_bench: the loss kernels timed directly, without Node or N-API, for every variant this CPU
+// supports, with the roofline measured in the same run (the sum and exp probes of the same variant).
+// The same settings as `npm run bench` (lib/bench/cases.ts): KD at T = 4 with the cross-entropy from
+// logits, feature p = 2, attention beta = 2. One thread, one call over all rows; inputs allocated and
+// filled once, the gradient output preallocated (no allocation inside a timed call).
+//
+// Every variant's result is also checked against the scalar kernel's (relative 1e-4 for float, 1e-10
+// for double); a mismatch is printed and makes the exit status 1.
+//
+//   kd_native_bench [--quick] [--isa=avx2,avx512] [--filter=SUBSTRING]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  bool quick = false;
+  std::vector<std::string> isas;  // empty: every supported variant
+  std::string filter;
+};
+
+// A 64-byte aligned, zero-filled buffer of n elements (std::vector does not promise the alignment).
+template <typename T>
+struct Buffer {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Buffer(size_t count) : n(count) {
+    const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+    p = static_cast<T*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
+    if (p == nullptr) {
+      std::fprintf(stderr, "kd_native_bench: out of memory (%zu bytes)\n", bytes);
+      std::exit(2);
+    }
+    std::memset(p, 0, bytes);
+  }
+  ~Buffer() { std::free(p); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
+
+// Normal(0, sigma) values from a fixed-seed generator (splitmix64 and Box-Muller).
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
+  double normal(double sigma) {
+    return sigma * std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform());
+  }
+};
+
+template <typename T>
+void fill_normal(T* p, size_t n, double sigma, uint64_t seed) {
+  Rng g(seed);
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<T>(g.normal(sigma));
+}
+
+// Median ns per call of f: batches of calls long enough to time (at least ~20 us each), repeated for
+// at least min_s seconds and 5 batches, after one warm-up batch.
+double median_ns(const std::function<void()>& f, double min_s) {
+  const auto t0 = Clock::now();
+  f();
+  const double once = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+  const size_t batch = once >= 20e3 ? 1 : static_cast<size_t>(20e3 / std::max(once, 1.0)) + 1;
+  for (size_t i = 1; i < batch; ++i) f();
+  std::vector<double> samples;
+  const auto start = Clock::now();
+  while (samples.size() < 5 ||
+         std::chrono::duration<double>(Clock::now() - start).count() < min_s) {
+    const auto a = Clock::now();
+    for (size_t i = 0; i < batch; ++i) f();
+    samples.push_back(std::chrono::duration<double, std::nano>(Clock::now() - a).count() /
+                      static_cast<double>(batch));
+  }
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+// One benchmark case for one dtype: how to run it on a table, what it reads and how many exps it needs.
+struct Case {
+  std::string id;
+  size_t elements = 0;      // student elements
+  size_t bytes = 0;         // bytes read (plus the gradient written)
+  double exps_per_element;  // 3 for KD (student and teacher at T, student at T = 1), 0 for the maps
+  bool is_double = false;
+  // Runs the case once on the table and returns its result (a sum, compared across variants).
+  std::function<double(const kd::KernelTable&)> run;
+};
+
+template <typename T>
+const kd::KernelSet<T>& set_of(const kd::KernelTable& t);
+template <>
+const kd::KernelSet<float>& set_of<float>(const kd::KernelTable& t) { return t.f32; }
+template <>
+const kd::KernelSet<double>& set_of<double>(const kd::KernelTable& t) { return t.f64; }
+
+// The inputs of every case, allocated once and kept for the whole run.
+struct Inputs {
+  std::vector<std::shared_ptr<void>> keep;  // the buffers the cases point into
+};
+
+template <typename T>
+Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
+  auto s = std::make_shared<Buffer<T>>(rows * cols);
+  auto t = std::make_shared<Buffer<T>>(rows * cols);
+  auto y = std::make_shared<Buffer<T>>(onehot ? rows * cols : 0);
+  auto cls = std::make_shared<Buffer<int32_t>>(rows);
+  auto g = std::make_shared<Buffer<T>>(grad ? rows * cols : 0);
+  auto scratch = std::make_shared<Buffer<T>>(kd::kd_scratch_elems(cols));
+  fill_normal(s->p, rows * cols, 3.0, 1);
+  fill_normal(t->p, rows * cols, 3.0, 2);
+  for (size_t r = 0; r < rows; ++r) {
+    cls->p[r] = static_cast<int32_t>((r * 7919) % cols);
+    if (onehot) y->p[r * cols + static_cast<size_t>(cls->p[r])] = 1;
+  }
+  in.keep.insert(in.keep.end(), {s, t, y, cls, g, scratch});
+  kd::KdProblem<T> P;
+  P.student = s->p;
+  P.teacher = t->p;
+  P.rows = rows;
+  P.cols = cols;
+  P.temperature = 4.0;
+  P.hard = kd::HardKind::kCrossEntropyLogits;
+  if (onehot) {
+    P.target_kind = kd::TargetKind::kMatrix;
+    P.target_matrix = y->p;
+  } else {
+    P.target_kind = kd::TargetKind::kInt32;
+    P.target_index = cls->p;
+  }
+  if (grad) {
+    P.grad = g->p;
+    P.grad_soft_scale = 0.7 * 16.0 / static_cast<double>(rows);
+    P.grad_hard_scale = 0.3 / static_cast<double>(rows);
+  }
+  const size_t n = rows * cols;
+  Case c;
+  c.id = std::string(grad ? "kd+grad " : "kd ") + std::to_string(rows) + "x" + std::to_string(cols) +
+         (onehot ? " onehot" : " index") + (sizeof(T) == 4 ? " float32" : " float64");
+  c.elements = n;
+  c.bytes = 2 * n * sizeof(T) + (onehot ? n * sizeof(T) : rows * 4) + (grad ? n * sizeof(T) : 0);
+  c.exps_per_element = 3;
+  c.is_double = sizeof(T) == 8;
+  T* sc = scratch->p;
+  c.run = [P, sc](const kd::KernelTable& table) {
+    const kd::KdPartial o = set_of<T>(table).kd_rows(P, 0, P.rows, P.grad ? sc : nullptr);
+    return o.soft + o.hard;
+  };
+  return c;
+}
+
+Case feature_case(Inputs& in, size_t layers, size_t rows, size_t cols) {
+  std::vector<kd::FeatureLayer<float>> L(layers);
+  for (size_t l = 0; l < layers; ++l) {
+    auto s = std::make_shared<Buffer<float>>(rows * cols);
+    auto t = std::make_shared<Buffer<float>>(rows * cols);
+    fill_normal(s->p, rows * cols, 1.0, 10 + 2 * l);
+    fill_normal(t->p, rows * cols, 1.0, 11 + 2 * l);
+    L[l].student = s->p;
+    L[l].teacher = t->p;
+    L[l].cols = cols;
+    L[l].p = 2;
+    in.keep.insert(in.keep.end(), {s, t});
+  }
+  Case c;
+  c.id = "feature " + std::to_string(layers) + "x" + std::to_string(rows) + "x" + std::to_string(cols) +
+         " p2 float32";
+  c.elements = layers * rows * cols;
+  c.bytes = 2 * c.elements * sizeof(float);
+  c.exps_per_element = 0;
+  c.run = [L, rows](const kd::KernelTable& table) {
+    double total = 0;
+    for (const auto& layer : L) total += table.f32.feature_rows(layer, 0, rows);
+    return total;
+  };
+  return c;
+}
+
+Case attention_case(Inputs& in, size_t rows, size_t cols) {
+  auto s = std::make_shared<Buffer<float>>(rows * cols);
+  auto t = std::make_shared<Buffer<float>>(rows * cols);
+  fill_normal(s->p, rows * cols, 1.0, 20);
+  fill_normal(t->p, rows * cols, 1.0, 21);
+  in.keep.insert(in.keep.end(), {s, t});
+  kd::AttentionProblem<float> P;
+  P.student = s->p;
+  P.teacher = t->p;
+  P.rows = rows;
+  P.cols = cols;
+  P.beta = 2.0;
+  Case c;
+  c.id = "attention " + std::to_string(rows) + "x" + std::to_string(cols) + " b2 float32";
+  c.elements = rows * cols;
+  c.bytes = 2 * c.elements * sizeof(float);
+  c.exps_per_element = 0;
+  c.run = [P](const kd::KernelTable& table) { return table.f32.attention_rows(P, 0, P.rows); };
+  return c;
+}
+
+// The roofline probes of one variant: its vector exp's rate over an L2-resident block (256 KB in, 256 KB
+// out, so the call itself costs nothing measurable) and its plain sum over a case's bytes.
+struct Probes {
+  Buffer<float> exp_in_f{65536}, exp_out_f{65536};
+  Buffer<double> exp_in_d{32768}, exp_out_d{32768};
+  Buffer<float> sum_buf;
+  explicit Probes(size_t max_bytes) : sum_buf(max_bytes / sizeof(float) + 1) {
+    for (size_t i = 0; i < exp_in_f.n; ++i) exp_in_f.p[i] = static_cast<float>(-20.0 * std::fmod(i * 0.618034, 1.0));
+    for (size_t i = 0; i < exp_in_d.n; ++i) exp_in_d.p[i] = -20.0 * std::fmod(i * 0.618034, 1.0);
+    std::fill(sum_buf.p, sum_buf.p + sum_buf.n, 1.0f);
+  }
+  double exp_per_sec(const kd::KernelTable& t, bool dbl, double min_s) {
+    double ns;
+    if (dbl) {
+      ns = median_ns([&] { t.f64.exp(exp_in_d.p, exp_out_d.p, exp_in_d.n); }, min_s);
+      return static_cast<double>(exp_in_d.n) / (ns * 1e-9);
+    }
+    ns = median_ns([&] { t.f32.exp(exp_in_f.p, exp_out_f.p, exp_in_f.n); }, min_s);
+    return static_cast<double>(exp_in_f.n) / (ns * 1e-9);
+  }
+  double sum_ns(const kd::KernelTable& t, size_t bytes, double min_s) {
+    volatile double sink = 0;
+    const size_t n = bytes / sizeof(float);
+    const double ns = median_ns([&] { sink = sink + t.f32.sum(sum_buf.p, n); }, min_s);
+    return ns;
+  }
+};
+
+std::string fmt_rate(double per_s) {
+  char b[32];
+  if (per_s >= 1e9) {
+    std::snprintf(b, sizeof b, "%.2f G/s", per_s / 1e9);
+  } else {
+    std::snprintf(b, sizeof b, "%.0f M/s", per_s / 1e6);
+  }
+  return b;
+}
+
+std::string fmt_time(double ns) {
+  char b[32];
+  if (ns >= 1e6) {
+    std::snprintf(b, sizeof b, "%.2f ms", ns / 1e6);
+  } else if (ns >= 1e3) {
+    std::snprintf(b, sizeof b, "%.1f us", ns / 1e3);
+  } else {
+    std::snprintf(b, sizeof b, "%.0f ns", ns);
+  }
+  return b;
+}
+
+bool parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") {
+      o->quick = true;
+    } else if (a.rfind("--isa=", 0) == 0) {
+      std::string list = a.substr(6);
+      size_t start = 0;
+      while (start <= list.size()) {
+        const size_t comma = list.find(',', start);
+        const std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!name.empty()) o->isas.push_back(name);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    } else if (a.rfind("--filter=", 0) == 0) {
+      o->filter = a.substr(9);
+    } else {
+      std::fprintf(stderr, "usage: kd_native_bench [--quick] [--isa=NAME[,NAME]] [--filter=SUBSTRING]\n");
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  if (!parse(argc, argv, &opt)) return 2;
+  // --quick: small shapes and short timing, to check that every variant runs and agrees with scalar.
+  const double min_s = opt.quick ? 0.01 : 0.3;
+  const size_t big_rows = opt.quick ? 64 : 4096;
+  const size_t map_rows = opt.quick ? 16 : 256;
+
+  // The scalar table first (the reference of the check and of the speedups), then the SIMD variants.
+  std::string why;
+  const kd::KernelTable* scalar = kd::find_table("scalar", &why);
+  if (scalar == nullptr) {
+    std::fprintf(stderr, "kd_native_bench: no scalar table: %s\n", why.c_str());
+    return 2;
+  }
+  std::vector<const kd::KernelTable*> tables{scalar};
+  for (const std::string& name : kd::compiled_isas()) {
+    if (name == "scalar" ||
+        (!opt.isas.empty() && std::find(opt.isas.begin(), opt.isas.end(), name) == opt.isas.end())) {
+      continue;
+    }
+    const kd::KernelTable* t = kd::find_table(name, &why);
+    if (t == nullptr) {
+      std::printf("%-8s not usable here: %s\n", name.c_str(), why.c_str());
+      continue;
+    }
+    tables.push_back(t);
+  }
+
+  Inputs in;
+  std::vector<Case> cases;
+  cases.push_back(kd_case<float>(in, 64, 10, true, false));
+  cases.push_back(kd_case<float>(in, big_rows, 1000, true, false));
+  cases.push_back(kd_case<float>(in, big_rows, 1000, false, false));
+  cases.push_back(kd_case<double>(in, big_rows, 1000, true, false));
+  cases.push_back(kd_case<float>(in, big_rows * 8, 128, true, false));
+  cases.push_back(kd_case<float>(in, big_rows, 1000, true, true));
+  cases.push_back(feature_case(in, 3, map_rows, 4096));
+  cases.push_back(feature_case(in, 3, map_rows * 8, 4096));
+  cases.push_back(attention_case(in, map_rows, 4096));
+  cases.push_back(attention_case(in, map_rows * 16, 4096));
+  if (!opt.filter.empty()) {
+    cases.erase(std::remove_if(cases.begin(), cases.end(),
+                               [&](const Case& c) { return c.id.find(opt.filter) == std::string::npos; }),
+                cases.end());
+  }
+  size_t max_bytes = 0;
+  for (const Case& c : cases) max_bytes = std::max(max_bytes, c.bytes);
+  Probes probes(max_bytes);
+
+  std::printf("kd_native_bench: one thread, kernels called directly; outputs preallocated; %s\n",
+              opt.quick ? "--quick (small shapes, short timing)" : "full shapes");
+  std::printf("roofline = max(the fastest plain sum of the bytes read, exps needed at the variant's vector exp rate)\n\n");
+  std::printf("%-34s %-8s %10s %10s %9s %9s %-6s %s\n", "case", "variant", "median", "elem/s", "x scalar",
+              "roofline", "bound", "check");
+  bool ok = true;
+  for (const Case& c : cases) {
+    const double ref = c.run(*scalar);
+    struct Row {
+      const kd::KernelTable* t;
+      double got, ns, mem_ns, exp_ns;
+      bool same;
+    };
+    std::vector<Row> rows;
+    double best_mem_ns = INFINITY;
+    for (const kd::KernelTable* t : tables) {
+      Row r{t, c.run(*t), 0, 0, 0, false};
+      const double tol = c.is_double ? 1e-10 : 1e-4;
+      r.same = std::fabs(r.got - ref) <= tol * std::max(1.0, std::fabs(ref));
+      ok = ok && r.same;
+      r.ns = median_ns([&] { c.run(*t); }, min_s);
+      // The probes right after the case, so both see the same state of this shared machine.
+      r.mem_ns = probes.sum_ns(*t, c.bytes, min_s);
+      r.exp_ns = c.exps_per_element > 0 ? c.exps_per_element * static_cast<double>(c.elements) /
+                                              probes.exp_per_sec(*t, c.is_double, min_s) * 1e9
+                                        : 0.0;
+      best_mem_ns = std::min(best_mem_ns, r.mem_ns);
+      rows.push_back(r);
+    }
+    const double scalar_ns = rows.front().ns;  // tables[0] is the scalar one
+    for (const Row& r : rows) {
+      // Memory time: the fastest sum of the case's bytes by any variant (the scalar sum, which adds
+      // every element in double, is not bandwidth-bound); exp time: the variant's own exp rate.
+      const double roof = std::max(best_mem_ns, r.exp_ns);
+      char ratio[16] = "-";
+      if (r.t != scalar) std::snprintf(ratio, sizeof ratio, "%.1fx", scalar_ns / r.ns);
+      std::printf("%-34s %-8s %10s %10s %9s %8.0f%% %-6s %s\n", c.id.c_str(), r.t->name, fmt_time(r.ns).c_str(),
+                  fmt_rate(static_cast<double>(c.elements) / (r.ns * 1e-9)).c_str(), ratio, 100.0 * roof / r.ns,
+                  r.exp_ns > best_mem_ns ? "exp" : "mem", r.same ? "ok" : "MISMATCH");
+      if (!r.same) std::printf("  %s: %.17g, scalar %.17g\n", r.t->name, r.got, ref);
+    }
+  }
+  std::printf("\nexp probe: %zu floats / %zu doubles in and out per call; sum probe: the case's bytes.\n",
+              probes.exp_in_f.n, probes.exp_in_d.n);
+  if (!ok) {
+    std::printf("FAILED: some variant disagrees with the scalar kernel\n");
+    return 1;
+  }
+  return 0;
+}
