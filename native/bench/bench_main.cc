@@ -321,6 +321,13 @@ int main(int argc, char** argv) {
     }
     tables.push_back(t);
   }
+  const std::vector<std::string> compiled = kd::compiled_isas();
+  for (const std::string& name : opt.isas) {
+    if (std::find(compiled.begin(), compiled.end(), name) == compiled.end()) {
+      std::fprintf(stderr, "kd_native_bench: --isa=%s: not compiled into this build\n", name.c_str());
+      return 2;
+    }
+  }
 
   Inputs in;
   std::vector<Case> cases;
