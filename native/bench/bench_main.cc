@@ -98,9 +98,9 @@ double median_ns(const std::function<void()>& f, double min_s) {
 // One benchmark case for one dtype: how to run it on a table, what it reads and how many exps it needs.
 struct Case {
   std::string id;
-  size_t elements = 0;      // student elements
-  size_t bytes = 0;         // bytes read (plus the gradient written)
-  double exps_per_element;  // 3 for KD (student and teacher at T, student at T = 1), 0 for the maps
+  size_t elements = 0;           // student elements
+  size_t bytes = 0;              // bytes read (plus the gradient written)
+  double exps_per_element = 0;   // 3 for KD (student and teacher at T, student at T = 1), 0 for the maps
   bool is_double = false;
   // Runs the case once on the table and returns its result (a sum, compared across variants).
   std::function<double(const kd::KernelTable&)> run;
@@ -186,7 +186,6 @@ Case feature_case(Inputs& in, size_t layers, size_t rows, size_t cols) {
          " p2 float32";
   c.elements = layers * rows * cols;
   c.bytes = 2 * c.elements * sizeof(float);
-  c.exps_per_element = 0;
   c.run = [L, rows](const kd::KernelTable& table) {
     double total = 0;
     for (const auto& layer : L) total += table.f32.feature_rows(layer, 0, rows);
@@ -211,7 +210,6 @@ Case attention_case(Inputs& in, size_t rows, size_t cols) {
   c.id = "attention " + std::to_string(rows) + "x" + std::to_string(cols) + " b2 float32";
   c.elements = rows * cols;
   c.bytes = 2 * c.elements * sizeof(float);
-  c.exps_per_element = 0;
   c.run = [P](const kd::KernelTable& table) { return table.f32.attention_rows(P, 0, P.rows); };
   return c;
 }
