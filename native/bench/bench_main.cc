@@ -13,8 +13,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +20,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "tests/test_common.h"  // Rng, Buffer and set_of, shared with the native tests
 
 namespace {
 
@@ -32,47 +31,6 @@ struct Options {
   std::vector<std::string> isas;  // empty: every supported variant
   std::string filter;
 };
-
-// A 64-byte aligned, zero-filled buffer of n elements (std::vector does not promise the alignment).
-template <typename T>
-struct Buffer {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Buffer(size_t count) : n(count) {
-    const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
-    p = static_cast<T*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
-    if (p == nullptr) {
-      std::fprintf(stderr, "kd_native_bench: out of memory (%zu bytes)\n", bytes);
-      std::exit(2);
-    }
-    std::memset(p, 0, bytes);
-  }
-  ~Buffer() { std::free(p); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-};
-
-// Normal(0, sigma) values from a fixed-seed generator (splitmix64 and Box-Muller).
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
-  double normal(double sigma) {
-    return sigma * std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform());
-  }
-};
-
-template <typename T>
-void fill_normal(T* p, size_t n, double sigma, uint64_t seed) {
-  Rng g(seed);
-  for (size_t i = 0; i < n; ++i) p[i] = static_cast<T>(g.normal(sigma));
-}
 
 // Median ns per call of f: batches of calls long enough to time (at least ~20 us each), repeated for
 // at least min_s seconds and 5 batches, after one warm-up batch.
@@ -106,53 +64,59 @@ struct Case {
   std::function<double(const kd::KernelTable&)> run;
 };
 
-template <typename T>
-const kd::KernelSet<T>& set_of(const kd::KernelTable& t);
-template <>
-const kd::KernelSet<float>& set_of<float>(const kd::KernelTable& t) { return t.f32; }
-template <>
-const kd::KernelSet<double>& set_of<double>(const kd::KernelTable& t) { return t.f64; }
+using kdt::set_of;
 
 // The inputs of every case, allocated once and kept for the whole run.
 struct Inputs {
   std::vector<std::shared_ptr<void>> keep;  // the buffers the cases point into
+
+  // A zero-filled buffer of n elements (64-byte aligned), kept for the run.
+  template <typename E>
+  E* zeros(size_t n) {
+    auto b = std::make_shared<kdt::Buffer<E>>(n, 0);
+    b->fill(0);
+    keep.push_back(b);
+    return b->data();
+  }
+  // n Normal(0, sigma) values from a fixed seed.
+  template <typename E>
+  E* normal(size_t n, double sigma, uint64_t seed) {
+    E* p = zeros<E>(n);
+    kdt::Rng g(seed);
+    for (size_t i = 0; i < n; ++i) p[i] = static_cast<E>(sigma * g.normal());
+    return p;
+  }
 };
 
 template <typename T>
 Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
-  auto s = std::make_shared<Buffer<T>>(rows * cols);
-  auto t = std::make_shared<Buffer<T>>(rows * cols);
-  auto y = std::make_shared<Buffer<T>>(onehot ? rows * cols : 0);
-  auto cls = std::make_shared<Buffer<int32_t>>(rows);
-  auto g = std::make_shared<Buffer<T>>(grad ? rows * cols : 0);
-  auto scratch = std::make_shared<Buffer<T>>(kd::kd_scratch_elems(cols));
-  fill_normal(s->p, rows * cols, 3.0, 1);
-  fill_normal(t->p, rows * cols, 3.0, 2);
+  const size_t n = rows * cols;
+  T* y = onehot ? in.zeros<T>(n) : nullptr;
+  int32_t* cls = in.zeros<int32_t>(rows);
   for (size_t r = 0; r < rows; ++r) {
-    cls->p[r] = static_cast<int32_t>((r * 7919) % cols);
-    if (onehot) y->p[r * cols + static_cast<size_t>(cls->p[r])] = 1;
+    cls[r] = static_cast<int32_t>((r * 7919) % cols);
+    if (onehot) y[r * cols + static_cast<size_t>(cls[r])] = 1;
   }
-  in.keep.insert(in.keep.end(), {s, t, y, cls, g, scratch});
+  T* scratch = grad ? in.zeros<T>(kd::kd_scratch_elems(cols)) : nullptr;
   kd::KdProblem<T> P;
-  P.student = s->p;
-  P.teacher = t->p;
+  P.student = in.normal<T>(n, 3.0, 1);
+  P.teacher = in.normal<T>(n, 3.0, 2);
   P.rows = rows;
   P.cols = cols;
   P.temperature = 4.0;
   P.hard = kd::HardKind::kCrossEntropyLogits;
   if (onehot) {
     P.target_kind = kd::TargetKind::kMatrix;
-    P.target_matrix = y->p;
+    P.target_matrix = y;
   } else {
     P.target_kind = kd::TargetKind::kInt32;
-    P.target_index = cls->p;
+    P.target_index = cls;
   }
   if (grad) {
-    P.grad = g->p;
+    P.grad = in.zeros<T>(n);
     P.grad_soft_scale = 0.7 * 16.0 / static_cast<double>(rows);
     P.grad_hard_scale = 0.3 / static_cast<double>(rows);
   }
-  const size_t n = rows * cols;
   Case c;
   c.id = std::string(grad ? "kd+grad " : "kd ") + std::to_string(rows) + "x" + std::to_string(cols) +
          (onehot ? " onehot" : " index") + (sizeof(T) == 4 ? " float32" : " float64");
@@ -160,9 +124,8 @@ Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
   c.bytes = 2 * n * sizeof(T) + (onehot ? n * sizeof(T) : rows * 4) + (grad ? n * sizeof(T) : 0);
   c.exps_per_element = 3;
   c.is_double = sizeof(T) == 8;
-  T* sc = scratch->p;
-  c.run = [P, sc](const kd::KernelTable& table) {
-    const kd::KdPartial o = set_of<T>(table).kd_rows(P, 0, P.rows, P.grad ? sc : nullptr);
+  c.run = [P, scratch](const kd::KernelTable& table) {
+    const kd::KdPartial o = set_of<T>(table).kd_rows(P, 0, P.rows, scratch);
     return o.soft + o.hard;
   };
   return c;
@@ -171,15 +134,10 @@ Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
 Case feature_case(Inputs& in, size_t layers, size_t rows, size_t cols) {
   std::vector<kd::FeatureLayer<float>> L(layers);
   for (size_t l = 0; l < layers; ++l) {
-    auto s = std::make_shared<Buffer<float>>(rows * cols);
-    auto t = std::make_shared<Buffer<float>>(rows * cols);
-    fill_normal(s->p, rows * cols, 1.0, 10 + 2 * l);
-    fill_normal(t->p, rows * cols, 1.0, 11 + 2 * l);
-    L[l].student = s->p;
-    L[l].teacher = t->p;
+    L[l].student = in.normal<float>(rows * cols, 1.0, 10 + 2 * l);
+    L[l].teacher = in.normal<float>(rows * cols, 1.0, 11 + 2 * l);
     L[l].cols = cols;
     L[l].p = 2;
-    in.keep.insert(in.keep.end(), {s, t});
   }
   Case c;
   c.id = "feature " + std::to_string(layers) + "x" + std::to_string(rows) + "x" + std::to_string(cols) +
@@ -195,14 +153,9 @@ Case feature_case(Inputs& in, size_t layers, size_t rows, size_t cols) {
 }
 
 Case attention_case(Inputs& in, size_t rows, size_t cols) {
-  auto s = std::make_shared<Buffer<float>>(rows * cols);
-  auto t = std::make_shared<Buffer<float>>(rows * cols);
-  fill_normal(s->p, rows * cols, 1.0, 20);
-  fill_normal(t->p, rows * cols, 1.0, 21);
-  in.keep.insert(in.keep.end(), {s, t});
   kd::AttentionProblem<float> P;
-  P.student = s->p;
-  P.teacher = t->p;
+  P.student = in.normal<float>(rows * cols, 1.0, 20);
+  P.teacher = in.normal<float>(rows * cols, 1.0, 21);
   P.rows = rows;
   P.cols = cols;
   P.beta = 2.0;
@@ -214,31 +167,32 @@ Case attention_case(Inputs& in, size_t rows, size_t cols) {
   return c;
 }
 
-// The roofline probes of one variant: its vector exp's rate over an L2-resident block (256 KB in, 256 KB
-// out, so the call itself costs nothing measurable) and its plain sum over a case's bytes.
-struct Probes {
-  Buffer<float> exp_in_f{65536}, exp_out_f{65536};
-  Buffer<double> exp_in_d{32768}, exp_out_d{32768};
-  Buffer<float> sum_buf;
-  explicit Probes(size_t max_bytes) : sum_buf(max_bytes / sizeof(float) + 1) {
-    for (size_t i = 0; i < exp_in_f.n; ++i) exp_in_f.p[i] = static_cast<float>(-20.0 * std::fmod(i * 0.618034, 1.0));
-    for (size_t i = 0; i < exp_in_d.n; ++i) exp_in_d.p[i] = -20.0 * std::fmod(i * 0.618034, 1.0);
-    std::fill(sum_buf.p, sum_buf.p + sum_buf.n, 1.0f);
+// The exp probe's block of one dtype: 256 KB of arguments in [-20, 0] and 256 KB of results
+// (L2-resident, and long enough that the call itself costs nothing measurable).
+template <typename T>
+struct ExpBlock {
+  kdt::Buffer<T> in{(256 * 1024) / sizeof(T), 0}, out{(256 * 1024) / sizeof(T), 0};
+  ExpBlock() {
+    for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<T>(-20.0 * std::fmod(i * 0.618034, 1.0));
   }
+  double per_sec(const kd::KernelTable& t, double min_s) {
+    const double ns = median_ns([&] { set_of<T>(t).exp(in.data(), out.data(), in.size()); }, min_s);
+    return static_cast<double>(in.size()) / (ns * 1e-9);
+  }
+};
+
+// The roofline probes of one variant: its vector exp's rate and its plain sum over a case's bytes.
+struct Probes {
+  ExpBlock<float> exp_f;
+  ExpBlock<double> exp_d;
+  kdt::Buffer<float> sum_buf;
+  explicit Probes(size_t max_bytes) : sum_buf(max_bytes / sizeof(float) + 1, 0) { sum_buf.fill(1.0f); }
   double exp_per_sec(const kd::KernelTable& t, bool dbl, double min_s) {
-    double ns;
-    if (dbl) {
-      ns = median_ns([&] { t.f64.exp(exp_in_d.p, exp_out_d.p, exp_in_d.n); }, min_s);
-      return static_cast<double>(exp_in_d.n) / (ns * 1e-9);
-    }
-    ns = median_ns([&] { t.f32.exp(exp_in_f.p, exp_out_f.p, exp_in_f.n); }, min_s);
-    return static_cast<double>(exp_in_f.n) / (ns * 1e-9);
+    return dbl ? exp_d.per_sec(t, min_s) : exp_f.per_sec(t, min_s);
   }
   double sum_ns(const kd::KernelTable& t, size_t bytes, double min_s) {
     volatile double sink = 0;
-    const size_t n = bytes / sizeof(float);
-    const double ns = median_ns([&] { sink = sink + t.f32.sum(sum_buf.p, n); }, min_s);
-    return ns;
+    return median_ns([&] { sink = sink + t.f32.sum(sum_buf.data(), bytes / sizeof(float)); }, min_s);
   }
 };
 
@@ -391,7 +345,7 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\nexp probe: %zu floats / %zu doubles in and out per call; sum probe: the case's bytes.\n",
-              probes.exp_in_f.n, probes.exp_in_d.n);
+              probes.exp_f.in.size(), probes.exp_d.in.size());
   if (!ok) {
     std::printf("FAILED: some variant disagrees with the scalar kernel\n");
     return 1;
