@@ -105,6 +105,7 @@ struct KernelSet {
   // Element-wise vector math, exposed for tests and the roofline benchmark.
   void (*exp)(const T* in, T* out, size_t n);
   void (*log)(const T* in, T* out, size_t n);
+  void (*exp2_nonpos)(const T* in, T* out, size_t n);  // 2^y for y <= 0 (the KD soft term's exps)
   // Plain sum of n elements (memory roofline).
   double (*sum)(const T* in, size_t n);
 };

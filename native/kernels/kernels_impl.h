@@ -277,7 +277,8 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   const size_t C = P.cols;
   const T inf = static_cast<T>(INFINITY);
   const V zero = O::set1(0);
-  const V inv_t = O::set1(static_cast<T>(1.0 / P.temperature));
+  // The soft term's exps e^(d/T) are taken as 2^(d * log2(e)/T) (see soft_exp below).
+  const V log2e_t = O::set1(static_cast<T>(1.4426950408889634 / P.temperature));
   const double ls = kHard == HardKind::kMse ? 0.0 : P.label_smoothing;
   const double ls_c = ls / static_cast<double>(C);
   // Only the probability cross-entropy clamps (the bounds cost two C library logs per call).
@@ -431,18 +432,26 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
         if (kMatrixTargets) prefetch_chunk<O>(ym + pf * C, j);
       }
     };
+    // e^(d/T) for d = x - max <= 0: 2^(d * log2(e)/T). The argument rounds once, as d * (1/T) would,
+    // and 2^y needs no Cody-Waite reduction, so the 1/T costs no multiply of its own (measured: KD
+    // float32 4096x1000 10-12% faster than exp(d * (1/T))). The rounding moves each term by at most
+    // |d/T| 2^-23 of itself, so by at most 0.37 * 2^-23 of the row's largest term (which is 1). With
+    // the logits cross-entropy at T = 1 the exps are also the hard term's, and stay exp(d) itself.
+    const auto soft_exp = [&](V d) KD_SWEEP_INLINE -> V {
+      return kUnitTemp ? O::exp_nonpos(d) : O::exp2_nonpos(O::mul(d, log2e_t));
+    };
     const auto terms = [&](size_t j, size_t n) KD_SWEEP_INLINE {
       prefetch(j);
       const V xs = loadf<O>(s + j, n, 0), xt = loadf<O>(t + j, n, 0);
       const V ds = O::sub(xs, vms1);
-      const V b = O::mul(ds, inv_t);
-      const V a = O::mul(O::sub(xt, vmt1), inv_t);
-      const V es = keepf<O>(O::exp_nonpos(b), n);
-      const V et = keepf<O>(O::exp_nonpos(a), n);
+      const V dt = O::sub(xt, vmt1);
+      const V es = keepf<O>(soft_exp(ds), n);
+      const V et = keepf<O>(soft_exp(dt), n);
       zs.add(es);
       zt.add(et);
-      // Teacher probabilities of exactly 0 contribute exactly 0 (also when a - b is infinite).
-      w.add_prod_where_pos(et, et, O::sub(a, b));
+      // w = sum et (dt - ds), divided by T once per row. Teacher probabilities of exactly 0 contribute
+      // exactly 0 (also when dt - ds is infinite).
+      w.add_prod_where_pos(et, et, O::sub(dt, ds));
       if (kGrad) {
         storef<O>(es_out + j, n, es);
         storef<O>(et_out + j, n, et);
@@ -495,7 +504,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     Pending& q = pending[n_pending];
     q.row = r;
     q.zt = Zt;
-    q.w = sums[2];
+    q.w = sums[2] / P.temperature;
     q.ysum_s = ysum_s;
     q.ydot = sums[5];
     q.dsum = sums[6];
@@ -716,17 +725,12 @@ double attention_rows(const AttentionProblem<typename O::Scalar>& p, size_t r0, 
   return attention_rows_mode<O, 0>(p, r0, r1);
 }
 
-template <class O>
-void vexp(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
+// out[i] = F(in[i]) for i < n; lanes past a tail are loaded as kFill (a value in F's domain).
+template <class O, typename O::V (*F)(typename O::V), int kFill>
+void vmap(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
+  using T = typename O::Scalar;
   sweep<O>(n, out, [&](size_t j, size_t k) KD_SWEEP_INLINE {
-    storef<O>(out + j, k, O::exp(loadf<O>(in + j, k, 0)));
-  });
-}
-
-template <class O>
-void vlog(const typename O::Scalar* in, typename O::Scalar* out, size_t n) {
-  sweep<O>(n, out, [&](size_t j, size_t k) KD_SWEEP_INLINE {
-    storef<O>(out + j, k, O::log(loadf<O>(in + j, k, 1)));
+    storef<O>(out + j, k, F(loadf<O>(in + j, k, static_cast<T>(kFill))));
   });
 }
 
@@ -742,7 +746,9 @@ double vsum(const typename O::Scalar* in, size_t n) {
 template <typename T>
 KernelSet<T> make_set() {
   using O = Ops<T>;
-  return KernelSet<T>{&kd_rows<O>, &feature_rows<O>, &attention_rows<O>, &vexp<O>, &vlog<O>, &vsum<O>};
+  return KernelSet<T>{&kd_rows<O>,          &feature_rows<O>,         &attention_rows<O>,
+                      &vmap<O, &O::exp, 0>, &vmap<O, &O::log, 1>,     &vmap<O, &O::exp2_nonpos, 0>,
+                      &vsum<O>};
 }
 
 // The table of this ISA; defined once per ISA .cc file.

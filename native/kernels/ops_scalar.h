@@ -5,8 +5,9 @@
 //   V, Acc, N, kBlock; load, load_n (tail load, fill value for lanes >= n), store, store_n, stream
 //   (non-temporal store to a vector-aligned address), fence (orders streamed stores), keep_n (zero
 //   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, nz_div,
-//   in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), log, reduce_max, acc_zero, acc_add,
-//   acc_fma (a + x * y with x and y widened to double first: float products are exact), acc_sum.
+//   in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), exp2_nonpos (2^y, y as for
+//   exp_nonpos), log, reduce_max, acc_zero, acc_add, acc_fma (a + x * y with x and y widened to
+//   double first: float products are exact), acc_sum.
 // Row sums are kept as V partials over blocks of kBlock vectors and added into the (double) Acc once per
 // block (see sweep_fold in kernels_impl.h); kBlock == 1 here, which is plain double accumulation.
 // The SIMD headers (kBlock > 1) also provide sum8, the lane sums of 8 partials at once, for rows that
@@ -59,6 +60,7 @@ struct Ops {
 
   static V exp(V x);
   static V exp_nonpos(V x) { return exp(x); }  // exp of x <= 0 (softmax arguments)
+  static V exp2_nonpos(V y);                     // 2^y for y <= 0
   static V log(V x);
 
   static T reduce_max(V v) { return v; }
@@ -71,9 +73,13 @@ struct Ops {
 template <>
 inline float Ops<float>::exp(float x) { return ::expf(x); }
 template <>
+inline float Ops<float>::exp2_nonpos(float y) { return ::exp2f(y); }
+template <>
 inline float Ops<float>::log(float x) { return ::logf(x); }
 template <>
 inline double Ops<double>::exp(double x) { return ::exp(x); }
+template <>
+inline double Ops<double>::exp2_nonpos(double y) { return ::exp2(y); }
 template <>
 inline double Ops<double>::log(double x) { return ::log(x); }
 

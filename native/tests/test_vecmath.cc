@@ -1,9 +1,12 @@
-// Vector exp and log (KernelSet::exp / ::log) of every variant against the C library, in ULP.
+// Vector exp, log and exp2_nonpos (KernelSet::exp / ::log / ::exp2_nonpos) of every variant against
+// the C library, in ULP.
 //
-// The bounds are the claims of native/kernels/vecmath.h (the SIMD variants' exp/log):
+// The bounds are the claims of native/kernels/vecmath.h (the SIMD variants' exp/log/exp2_nonpos):
 //   exp float  <= 1 ULP over all inputs, subnormal results within 1 ULP of the subnormal grid,
 //              exp(x) = 0 for x < -103.97 (incl. -inf), +inf for x > 88.72 (incl. +inf), NaN for NaN
 //   exp double <= 1 ULP, subnormal results within 1 ULP, 0 below -745.13, +inf above 709.78
+//   exp2_nonpos (2^y, y <= 0) float / double <= 1 ULP, subnormal results within 1 ULP, 0 below
+//              -150 / -1075 (incl. -inf), NaN for NaN
 //   log float / double <= 1 ULP over all positive inputs, subnormals included;
 //   log(+-0) = -inf, log(x < 0) = NaN (also -inf), log(+inf) = +inf, log(NaN) = NaN.
 // The scalar table (C library expf/logf/exp/log) is held to the same bounds.
@@ -23,26 +26,26 @@ namespace {
 constexpr double kMaxUlpExp = 1.0;
 constexpr double kMaxUlpLog = 1.0;
 
-enum class Fn { kExp, kLog };
+enum class Fn { kExp, kLog, kExp2 };
 
-const char* fn_name(Fn f) { return f == Fn::kExp ? "exp" : "log"; }
+const char* fn_name(Fn f) { return f == Fn::kExp ? "exp" : f == Fn::kLog ? "log" : "exp2_nonpos"; }
 
 template <typename T>
 LD reference(Fn f, T x);
 template <>
 LD reference<float>(Fn f, float x) {
   const double d = x;
-  return f == Fn::kExp ? std::exp(d) : std::log(d);
+  return f == Fn::kExp ? std::exp(d) : f == Fn::kLog ? std::log(d) : std::exp2(d);
 }
 template <>
 LD reference<double>(Fn f, double x) {
   const LD d = x;
-  return f == Fn::kExp ? std::exp(d) : std::log(d);
+  return f == Fn::kExp ? std::exp(d) : f == Fn::kLog ? std::log(d) : std::exp2(d);
 }
 
 template <typename T>
 void apply(const kd::KernelSet<T>& k, Fn f, const T* in, T* out, size_t n) {
-  (f == Fn::kExp ? k.exp : k.log)(in, out, n);
+  (f == Fn::kExp ? k.exp : f == Fn::kLog ? k.log : k.exp2_nonpos)(in, out, n);
 }
 
 template <typename T>
@@ -71,7 +74,7 @@ class UlpCheck {
         f_(f),
         key_(fmt("%s/%s/%s ulp", v.name.c_str(), dtype_name<T>(), fn_name(f))),
         cs_(fmt("%s %s %s %s", v.name.c_str(), dtype_name<T>(), fn_name(f), what.c_str())),
-        max_ulp_(f == Fn::kExp ? kMaxUlpExp : kMaxUlpLog) {}
+        max_ulp_(f == Fn::kLog ? kMaxUlpLog : kMaxUlpExp) {}
 
   // Runs the kernel over in[0, n) into a fresh exact-size buffer at `offset` and checks every result.
   void batch(const T* in, size_t n, size_t offset = 0) {
@@ -163,7 +166,9 @@ void tails(UlpCheck<T>& chk, Fn f, Rng& rng) {
     for (size_t off : {0, 1, 3}) {
       std::vector<T> in(n);
       for (T& x : in) {
-        x = f == Fn::kExp ? static_cast<T>(rng.uniform(-20, 20)) : static_cast<T>(std::exp(rng.uniform(-30, 30)));
+        x = f == Fn::kExp    ? static_cast<T>(rng.uniform(-20, 20))
+            : f == Fn::kLog  ? static_cast<T>(std::exp(rng.uniform(-30, 30)))
+                             : static_cast<T>(rng.uniform(-30, 0));
       }
       chk.batch(in.data(), n, off);
     }
@@ -244,6 +249,40 @@ void log_float(const Variant& v, Rng& rng) {
   chk.batch(edge, sizeof edge / sizeof edge[0]);
 }
 
+void exp2_float(const Variant& v, Rng& rng) {
+  {
+    UlpCheck<float> chk(v, Fn::kExp2, "sweep every 97th float in [-151, 0], every 61st in [-1, 0]");
+    sweep_bits<float>(chk, -0.0f, -151.0f, sweep_stride(97));
+    sweep_bits<float>(chk, -0.0f, -1.0f, sweep_stride(61));
+  }
+  {
+    UlpCheck<float> chk(v, Fn::kExp2, "every float with a subnormal result [-151, -126]");
+    sweep_bits<float>(chk, -126.0f, -151.0f, sweep_stride(1));
+  }
+  {
+    UlpCheck<float> chk(v, Fn::kExp2, "random mixed lanes");
+    random_batches<float>(chk, scaled(1 << 20, 4096), [&] {
+      const double u = rng.uniform();
+      if (u < 0.6) return static_cast<float>(rng.uniform(-130, 0));
+      if (u < 0.8) return static_cast<float>(rng.uniform(-151, -125));
+      if (u < 0.9) return static_cast<float>(-std::fabs(rng.normal()) * 1e-3);
+      static const float sp[] = {-kFInf, NAN, -NAN, 0.0f, -0.0f, -1e30f, -150.0f, -149.0f, -126.0f, -0.5f};
+      return sp[rng.below(10)];
+    });
+    tails(chk, Fn::kExp2, rng);
+  }
+  UlpCheck<float> chk(v, Fn::kExp2, "special values");
+  chk.exact(-kFInf, 0.0);
+  for (float x : {-151.0f, -160.0f, -1e30f, -3.4e38f}) chk.exact(x, 0.0);
+  chk.exact(-149.0f, 0x1p-149);
+  chk.exact(-126.0f, 0x1p-126);
+  chk.exact(-1.0f, 0.5);
+  chk.exact(NAN, NAN);
+  chk.exact(-NAN, NAN);
+  chk.exact(0.0f, 1.0);
+  chk.exact(-0.0f, 1.0);
+}
+
 // ---- double -------------------------------------------------------------------------------------
 
 void exp_double(const Variant& v, Rng& rng) {
@@ -284,6 +323,36 @@ void exp_double(const Variant& v, Rng& rng) {
   const double edge[] = {-745.13, -745.0, -740.0, -708.4, -708.39, 709.78, 709.7827, 1e-300, -1e-300,
                          4.9e-324, 1.0, -1.0};
   chk.batch(edge, sizeof edge / sizeof edge[0]);
+}
+
+void exp2_double(const Variant& v, Rng& rng) {
+  const size_t n = scaled(4000000, 4096);
+  {
+    UlpCheck<double> chk(v, Fn::kExp2, "random in [-1076, 0], in [-1, 0] at every scale");
+    random_batches<double>(chk, n / 2, [&] { return rng.uniform(-1076, 0); });
+    random_batches<double>(chk, n / 4, [&] { return -std::ldexp(rng.uniform(), -static_cast<int>(rng.below(60))); });
+  }
+  {
+    UlpCheck<double> chk(v, Fn::kExp2, "random subnormal results and mixed lanes");
+    random_batches<double>(chk, n / 4, [&] {
+      const double u = rng.uniform();
+      if (u < 0.5) return rng.uniform(-1076, -1021);
+      if (u < 0.9) return rng.uniform(-100, 0);
+      static const double sp[] = {-kDInf, NAN, -NAN, 0.0, -0.0, -1e300, -1075.0, -1074.0, -1022.0, -0.5};
+      return sp[rng.below(10)];
+    });
+    tails(chk, Fn::kExp2, rng);
+  }
+  UlpCheck<double> chk(v, Fn::kExp2, "special values");
+  chk.exact(-kDInf, 0.0);
+  for (double x : {-1076.0, -1100.0, -1e300, -1.7e308}) chk.exact(x, 0.0);
+  chk.exact(-1074.0, 0x1p-1074);
+  chk.exact(-1022.0, 0x1p-1022);
+  chk.exact(-1.0, 0.5);
+  chk.exact(NAN, NAN);
+  chk.exact(-NAN, NAN);
+  chk.exact(0.0, 1.0);
+  chk.exact(-0.0, 1.0);
 }
 
 void log_double(const Variant& v, Rng& rng) {
@@ -335,8 +404,10 @@ void suite_vecmath() {
     Rng rng(g_opt.seed ^ 0x766d);
     exp_float(v, rng);
     log_float(v, rng);
+    exp2_float(v, rng);
     exp_double(v, rng);
     log_double(v, rng);
+    exp2_double(v, rng);
   }
 }
 
