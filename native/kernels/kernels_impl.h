@@ -267,7 +267,8 @@ struct ProbClamp {
 // One distillation row kernel per (hard loss, target form, gradient, unit temperature) combination, so
 // the inner loops carry no per-element branches. Class-index targets are expanded on the fly: the chunk holding the
 // class gets a one-hot lane vector, every other chunk a zero vector, so both target forms share the
-// same arithmetic (no cancellation-prone closed forms).
+// same arithmetic (no cancellation-prone closed forms); only the logits cross-entropy's forward sums
+// of an index, whose one term is exact either way, are taken directly.
 template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad, bool kUnitTemp>
 KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t r1,
                        typename O::Scalar* scratch) {
@@ -458,11 +459,13 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       }
       if (kHard == HardKind::kCrossEntropyLogits) {
         const V e1 = kUnitTemp ? es : keepf<O>(O::exp_nonpos(ds), n);
-        const V yv = yvec(j, n);
         z1.add(e1);
         dsum.add(keepf<O>(ds, n));
-        ysum.add(yv);
-        ydot.add_prod_where_pos(yv, yv, ds);  // y = 0 at a -inf logit contributes 0, not NaN
+        if (kMatrixTargets) {  // class indices: see below the sweep
+          const V yv = yvec(j, n);
+          ysum.add(yv);
+          ydot.add_prod_where_pos(yv, yv, ds);  // y = 0 at a -inf logit contributes 0, not NaN
+        }
         if (kGrad && !kUnitTemp) storef<O>(e1_out + j, n, e1);
       } else if (kHard == HardKind::kCrossEntropyProbs) {
         // ln(clamp(s)): the log inside the clamp range, the exact bound's log outside it.
@@ -495,6 +498,14 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       for (size_t i = 0; i < 7; ++i) sums[i] = all[i]->sum();
     }
 
+    if (kHard == HardKind::kCrossEntropyLogits && !kMatrixTargets) {
+      // A class index's one-hot sums have one term: sum y = 1 and sum y ds = the class's ds, the very
+      // values the lane sums would give (every other lane adds 0), without their three operations and
+      // the class test in every chunk. (The binding has checked cls < C; a row with another index
+      // would have no target, as its lanes would all be 0.)
+      sums[4] = cls < C ? 1.0 : 0.0;
+      sums[5] = cls < C ? static_cast<double>(static_cast<T>(s[cls] - ms)) : 0.0;
+    }
     if (late_ahead && r + 1 < r1) ahead = maxima(r + 1);
     const double Zs = sums[0], Zt = sums[1];
     // Z1: the cross-entropy normaliser, for the hard term and the gradient.
