@@ -111,6 +111,9 @@ struct Ops<float> {
   KD_VM_INLINE static V exp(V x) { return vm::exp<Ops>(x); }
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
+  // Without the clamps (VSCALEF takes any k): see vecmath.h.
+  KD_VM_INLINE static V exp_nonpos_unguarded(V x) { return vm::exp_nonpos_unguarded<Ops>(x); }
+  KD_VM_INLINE static V exp2_nonpos_unguarded(V y) { return vm::exp2_nonpos_unguarded<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
 
   static float reduce_max(V v) {
@@ -234,6 +237,9 @@ struct Ops<double> {
   KD_VM_INLINE static V exp(V x) { return vm::exp<Ops>(x); }
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
+  // Without the clamps (VSCALEF takes any k): see vecmath.h.
+  KD_VM_INLINE static V exp_nonpos_unguarded(V x) { return vm::exp_nonpos_unguarded<Ops>(x); }
+  KD_VM_INLINE static V exp2_nonpos_unguarded(V y) { return vm::exp2_nonpos_unguarded<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
 
   static double reduce_max(V v) {

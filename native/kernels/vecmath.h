@@ -196,17 +196,19 @@ KD_VM_INLINE typename O::V scale_pow2(typename O::V p, typename O::V k) {
   }
 }
 
-// exp; kNonPositive: the caller guarantees x <= 0, -inf or NaN (softmax arguments x - max), so only the
-// lower clamp is needed.
-template <class O, bool kNonPositive>
+// The clamps an exp applies to its argument: both (any x), the lower one (x <= 0, -inf or NaN: softmax
+// arguments x - max), or none (see exp_nonpos_unguarded).
+enum class Clamp { kBoth, kLow, kNone };
+
+template <class O, Clamp kClamp>
 KD_VM_INLINE typename O::V exp_impl(typename O::V x) {
   using V = typename O::V;
   using C = Consts<typename O::Scalar>;
   // Clamping keeps k bounded; every result below / above the clamp is 0 / +inf anyway. NaN stays NaN
   // (and then poisons r).
-  if constexpr (kNonPositive) {
+  if constexpr (kClamp == Clamp::kLow) {
     x = O::max(O::set1(C::kExpLo), x);  // lo > x ? lo : x, which keeps NaN
-  } else {
+  } else if constexpr (kClamp == Clamp::kBoth) {
     x = O::clamp(x, O::set1(C::kExpLo), O::set1(C::kExpHi));
   }
   const V k = O::round(O::mul(x, O::set1(C::kLog2e)));
@@ -218,26 +220,48 @@ KD_VM_INLINE typename O::V exp_impl(typename O::V x) {
 
 template <class O>
 KD_VM_INLINE typename O::V exp(typename O::V x) {
-  return exp_impl<O, false>(x);
+  return exp_impl<O, Clamp::kBoth>(x);
 }
 
 // exp for x <= 0 (also -inf and NaN), one operation cheaper; other x give unspecified results.
 template <class O>
 KD_VM_INLINE typename O::V exp_nonpos(typename O::V x) {
-  return exp_impl<O, true>(x);
+  return exp_impl<O, Clamp::kLow>(x);
+}
+
+// exp_nonpos without its clamp, for ISAs whose scale is native (VSCALEF takes any k): for x <= 0 either
+// exp_nonpos's own result (below the clamp both give 0: 2^k rounds any e^r to 0 for k < -150) or a
+// value that is not finite: NaN for -inf, and NaN or +inf where |x| is so large that the rounding of
+// x * log2(e) leaves a huge r and the polynomial overflows (for float from about 1e14). A caller that
+// sees a result that is not finite recomputes with exp_nonpos.
+template <class O>
+KD_VM_INLINE typename O::V exp_nonpos_unguarded(typename O::V x) {
+  static_assert(O::kNativeScale, "without a native scale, k must stay bounded: use exp_nonpos");
+  return exp_impl<O, Clamp::kNone>(x);
 }
 
 // 2^y for y <= 0 (also -inf and NaN); other y give unspecified results. k = round(y) and f = y - k
 // (exact, |f| <= 1/2) need no Cody-Waite step, so this is cheaper than exp: the distillation kernel
 // takes e^(d/T) as 2^(d * log2(e)/T), one multiply forming the argument as d * (1/T) did.
-template <class O>
+template <class O, Clamp kClamp = Clamp::kLow>
 KD_VM_INLINE typename O::V exp2_nonpos(typename O::V y) {
   using V = typename O::V;
   using C = Consts<typename O::Scalar>;
-  y = O::max(O::set1(C::kExp2Lo), y);  // keeps NaN; -inf and every y below round to 0
+  static_assert(kClamp != Clamp::kBoth, "y <= 0 only");
+  static_assert(kClamp == Clamp::kLow || O::kNativeScale, "see exp_nonpos_unguarded");
+  if constexpr (kClamp == Clamp::kLow) {
+    y = O::max(O::set1(C::kExp2Lo), y);  // keeps NaN; -inf and every y below round to 0
+  }
   const V k = O::round(y);
   const V p = horner<O, C::kExpDeg>(O::sub(y, k), C::kExp2P);  // 2^f in [0.70, 1.42]
   return scale_pow2<O>(p, k);
+}
+
+// exp2_nonpos without its clamp, under exp_nonpos_unguarded's terms: exp2_nonpos's result for every
+// finite y <= 0 (f = y - round(y) is exact, 2^k for k < -150 makes it 0), NaN for -inf.
+template <class O>
+KD_VM_INLINE typename O::V exp2_nonpos_unguarded(typename O::V y) {
+  return exp2_nonpos<O, Clamp::kNone>(y);
 }
 
 template <class O>
