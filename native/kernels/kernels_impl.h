@@ -452,9 +452,9 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     // The row's sums: zs, zt, w, z1, ysum, ydot, dsum (0 where this kernel has no such term).
     double sums[8];
     // Sweep 2: exps and sums, into sums. Tail lanes are loaded as 0 and their contributions zeroed.
-    // Guarded: the exps clamp their arguments and w's products are masked, so -inf
-    // logits give exact 0s. Unguarded (ops with the unguarded exps only): neither, which gives the
-    // same sums for every row with finite logits, and a sum that is not finite otherwise (see below).
+    // Guarded: the exps clamp their arguments and w's products are masked, so -inf logits give exact
+    // 0s. Unguarded (ops with the unguarded exps only): neither, which gives the same sums for every
+    // row with finite logits, and a sum that is not finite otherwise (see below).
     const auto sweep2 = [&](auto guarded) KD_SWEEP_INLINE {
       constexpr bool kGuarded = decltype(guarded)::value;
       RowSum<O> zs, zt, w, z1, ydot, ysum, dsum;
