@@ -117,21 +117,13 @@ struct HasUnguardedExp : std::false_type {};
 template <class O>
 struct HasUnguardedExp<O, decltype(void(O::exp2_nonpos_unguarded(O::set1(0))))> : std::true_type {};
 
-// exp_nonpos / exp2_nonpos, or their unguarded forms.
-template <class O, bool kGuarded>
-KD_SWEEP_INLINE inline typename O::V exp_nonpos_g(typename O::V x) {
+// exp_nonpos, or exp2_nonpos with kBase2; guarded, or their unguarded forms.
+template <class O, bool kGuarded, bool kBase2>
+KD_SWEEP_INLINE inline typename O::V softmax_exp(typename O::V x) {
   if constexpr (kGuarded) {
-    return O::exp_nonpos(x);
+    return kBase2 ? O::exp2_nonpos(x) : O::exp_nonpos(x);
   } else {
-    return O::exp_nonpos_unguarded(x);
-  }
-}
-template <class O, bool kGuarded>
-KD_SWEEP_INLINE inline typename O::V exp2_nonpos_g(typename O::V y) {
-  if constexpr (kGuarded) {
-    return O::exp2_nonpos(y);
-  } else {
-    return O::exp2_nonpos_unguarded(y);
+    return kBase2 ? O::exp2_nonpos_unguarded(x) : O::exp_nonpos_unguarded(x);
   }
 }
 
@@ -475,7 +467,8 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       // |d/T| 2^-23 of itself, so by at most 0.37 * 2^-23 of the row's largest term (which is 1). With
       // the logits cross-entropy at T = 1 the exps are also the hard term's, and stay exp(d) itself.
       const auto soft_exp = [&](V d) KD_SWEEP_INLINE -> V {
-        return kUnitTemp ? exp_nonpos_g<O, kGuarded>(d) : exp2_nonpos_g<O, kGuarded>(O::mul(d, log2e_t));
+        if (kUnitTemp) return softmax_exp<O, kGuarded, false>(d);
+        return softmax_exp<O, kGuarded, true>(O::mul(d, log2e_t));
       };
       const auto terms = [&](size_t j, size_t n) KD_SWEEP_INLINE {
         prefetch(j);
@@ -499,7 +492,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
         }
         if (kHard == HardKind::kCrossEntropyLogits) {
           V e1 = es;
-          if constexpr (!kUnitTemp) e1 = keepf<O>(exp_nonpos_g<O, kGuarded>(ds), n);
+          if constexpr (!kUnitTemp) e1 = keepf<O>(softmax_exp<O, kGuarded, false>(ds), n);
           z1.add(e1);
           dsum.add(keepf<O>(ds, n));
           if (kMatrixTargets) {  // class indices: see below the sweep

@@ -249,6 +249,27 @@ void log_float(const Variant& v, Rng& rng) {
   chk.batch(edge, sizeof edge / sizeof edge[0]);
 }
 
+// exp2_nonpos's special values, for float and double: 0 from two below the smallest subnormal's
+// exponent down to -inf, the smallest subnormal and normal exactly, NaN for NaN, 1 for +-0.
+template <typename T>
+void exp2_specials(const Variant& v) {
+  using L = std::numeric_limits<T>;
+  const int min_sub = L::min_exponent - L::digits;  // -149 / -1074
+  const int min_norm = L::min_exponent - 1;         // -126 / -1022
+  UlpCheck<T> chk(v, Fn::kExp2, "special values");
+  chk.exact(-L::infinity(), 0.0);
+  const T zeros[] = {static_cast<T>(min_sub - 2), static_cast<T>(min_sub - 26), static_cast<T>(-1e30),
+                     L::lowest()};
+  for (T x : zeros) chk.exact(x, 0.0);
+  chk.exact(static_cast<T>(min_sub), std::ldexp(1.0, min_sub));
+  chk.exact(static_cast<T>(min_norm), std::ldexp(1.0, min_norm));
+  chk.exact(T(-1), 0.5);
+  chk.exact(static_cast<T>(NAN), NAN);
+  chk.exact(static_cast<T>(-NAN), NAN);
+  chk.exact(T(0), 1.0);
+  chk.exact(T(-0.0), 1.0);
+}
+
 void exp2_float(const Variant& v, Rng& rng) {
   {
     UlpCheck<float> chk(v, Fn::kExp2, "sweep every 97th float in [-151, 0], every 61st in [-1, 0]");
@@ -271,16 +292,7 @@ void exp2_float(const Variant& v, Rng& rng) {
     });
     tails(chk, Fn::kExp2, rng);
   }
-  UlpCheck<float> chk(v, Fn::kExp2, "special values");
-  chk.exact(-kFInf, 0.0);
-  for (float x : {-151.0f, -160.0f, -1e30f, -3.4e38f}) chk.exact(x, 0.0);
-  chk.exact(-149.0f, 0x1p-149);
-  chk.exact(-126.0f, 0x1p-126);
-  chk.exact(-1.0f, 0.5);
-  chk.exact(NAN, NAN);
-  chk.exact(-NAN, NAN);
-  chk.exact(0.0f, 1.0);
-  chk.exact(-0.0f, 1.0);
+  exp2_specials<float>(v);
 }
 
 // ---- double -------------------------------------------------------------------------------------
@@ -330,7 +342,9 @@ void exp2_double(const Variant& v, Rng& rng) {
   {
     UlpCheck<double> chk(v, Fn::kExp2, "random in [-1076, 0], in [-1, 0] at every scale");
     random_batches<double>(chk, n / 2, [&] { return rng.uniform(-1076, 0); });
-    random_batches<double>(chk, n / 4, [&] { return -std::ldexp(rng.uniform(), -static_cast<int>(rng.below(60))); });
+    random_batches<double>(chk, n / 4, [&] {
+      return -std::ldexp(rng.uniform(), -static_cast<int>(rng.below(60)));
+    });
   }
   {
     UlpCheck<double> chk(v, Fn::kExp2, "random subnormal results and mixed lanes");
@@ -343,16 +357,7 @@ void exp2_double(const Variant& v, Rng& rng) {
     });
     tails(chk, Fn::kExp2, rng);
   }
-  UlpCheck<double> chk(v, Fn::kExp2, "special values");
-  chk.exact(-kDInf, 0.0);
-  for (double x : {-1076.0, -1100.0, -1e300, -1.7e308}) chk.exact(x, 0.0);
-  chk.exact(-1074.0, 0x1p-1074);
-  chk.exact(-1022.0, 0x1p-1022);
-  chk.exact(-1.0, 0.5);
-  chk.exact(NAN, NAN);
-  chk.exact(-NAN, NAN);
-  chk.exact(0.0, 1.0);
-  chk.exact(-0.0, 1.0);
+  exp2_specials<double>(v);
 }
 
 void log_double(const Variant& v, Rng& rng) {
