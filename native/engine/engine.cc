@@ -28,10 +28,10 @@ bool cancelled(const RunControl& rc) {
 }
 
 // The helper threads of every call in the process: started on first use, grown to the most helpers a
-// call has asked for (up to kMaxHelpers), then parked between calls. Starting threads per call cost
-// about 60 to 100 us of the calling thread on the VM this was built on (stack mappings and their
-// cross-core TLB flushes), more than a 2-thread split of a 1 ms call can afford. The pool is never
-// destroyed: parked threads end with the process.
+// call has asked for (up to kMaxHelpers), then parked between calls. Starting threads per call costs
+// the calling thread tens of microseconds (stack mappings and their cross-core TLB flushes), more
+// than a 2-thread split of a 1 ms call can afford. The pool is never destroyed: parked threads end
+// with the process.
 class HelperPool {
  public:
   static constexpr size_t kMaxHelpers = 64;

@@ -1,0 +1,174 @@
+// The distillation rows: the steps of kd_steps.h over a row range, with the soft and hard terms of
+// kd_terms.h. A row takes at most three sweeps over data that is hot in L1/L2: maxima, then exps and
+// sums, then (gradient only) the gradient row. The sweep that runs from L1 prefetches the next row, so
+// the first sweep of that row does not wait on memory.
+#pragma once
+
+#include "kd_terms.h"
+
+namespace kd {
+namespace KD_ISA {
+
+// One kernel per (hard term, target form, gradient, unit temperature) combination, so the inner loops
+// carry no per-element branches.
+template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad, bool kUnitTemp>
+KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t r1,
+                       typename O::Scalar* scratch) {
+  using T = typename O::Scalar;
+  using S = T;  // storage type of the inputs
+  using Soft = ForwardKl<O>;
+  using Hard = HardTerm<O, kHard, kMatrixTargets, kUnitTemp>;
+  using Row = KdRow<O, kMatrixTargets, S>;
+  constexpr bool kTargets = kHard != HardKind::kNone;
+  const size_t C = P.cols;
+  const Soft soft{P.temperature};
+  const Hard hard(P);
+  const SoftmaxExps<O, kUnitTemp> exps(P.temperature);
+  // A one-hot lane vector for class-index targets: lane k of load(hot + N - k) is 1.
+  T hot[2 * O::N] = {};
+  hot[O::N] = 1;
+
+  // Gradients larger than the caches are written with non-temporal stores (see write_row).
+  const bool stream_grad = kGrad && P.rows * C * sizeof(T) >= kStreamBytes;
+  // Scratch rows (see the row's exps below) start in the first whole 64-byte line and are padded to
+  // whole lines.
+  constexpr size_t kLine = 64 / sizeof(T);
+  T* const scratch_line = kGrad ? scratch + to_boundary(scratch, 64) : nullptr;
+  const size_t scratch_stride = (C + kLine - 1) / kLine * kLine;
+  KdPartial out;
+  PendingRows<Soft, Hard> pending;
+
+  const auto maxima = [&](size_t r) KD_SWEEP_INLINE { return row_maxima<O>(P.student + r * C, P.teacher + r * C, C); };
+  // Rows that fit in one block (see exps_sweep) are short enough that a row is mostly one dependency
+  // chain (maxima, exps, sums); their maxima are taken one row ahead, before this row's sweep 2, so
+  // that chain overlaps the next row's. Wider rows with a gradient take the next row's maxima between
+  // this row's sweeps 2 and 3: sweep 1 then follows sweep 2 (and its prefetches) as without a
+  // gradient, and the gradient's stores drain while the next row is computed.
+  const bool one_block = O::kBlock > 1 && C <= O::N * O::kBlock;
+  const bool late_ahead = kGrad && !one_block;
+  Maxima<O> ahead{};
+  if ((one_block || late_ahead) && r0 < r1) ahead = maxima(r0);
+  for (size_t r = r0; r < r1; ++r) {
+    const S* s = P.student + r * C;
+    const S* t = P.teacher + r * C;
+    T* g = kGrad ? P.grad + r * C : nullptr;
+    Maxima<O> m = ahead;
+    if (one_block && r + 1 < r1) ahead = maxima(r + 1);
+    if (!row_kept(P, r)) {
+      if (P.row_soft) P.row_soft[r] = 0.0;
+      if (P.row_hard) P.row_hard[r] = 0.0;
+      if (P.argmax) P.argmax[r] = P.argmax[P.rows + r] = -1;
+      if (kGrad) zero_row<O>(g, C);
+      if (late_ahead && r + 1 < r1) ahead = maxima(r + 1);
+      continue;
+    }
+    Row row;
+    row.s = s;
+    row.t = t;
+    row.y.y = kMatrixTargets ? P.target_matrix + r * C : nullptr;
+    row.y.cls = !kMatrixTargets && kTargets ? static_cast<size_t>(class_of(P, r)) : 0;
+    row.y.hot = hot;
+
+    if (!one_block && !late_ahead) m = maxima(r);
+    if (P.argmax) {
+      P.argmax[r] = first_index_of(s, C, m.s);
+      P.argmax[P.rows + r] = first_index_of(t, C, m.t);
+    }
+    row.vms = O::set1(m.s);
+    row.vmt = O::set1(m.t);
+    if (kGrad) {
+      // The saved exps start at the student row's offset within a 64-byte line, so sweep 2's stores
+      // and sweep 3's loads are as aligned as the row's own loads (sweep 3 follows the gradient row,
+      // which usually shares the student's offset).
+      row.et = scratch_line + (reinterpret_cast<uintptr_t>(s) % 64) / sizeof(T);
+      row.e1 = row.et + scratch_stride;
+      row.es = row.e1 + scratch_stride;
+    }
+    // The row whose sweep 1 comes next streams into the cache while this one is computed (sweep 1 would
+    // otherwise wait on memory for every line): the next row, or the one after it when maxima are taken
+    // one row ahead. Sweep 2 issues it, and with a gradient sweep 3 issues it again: without the second
+    // prefetch, sweep 1 still waits on memory for most lines when sweep 3 runs between, and it still
+    // helps when the next row's maxima have been taken before sweep 3.
+    const size_t pf = one_block ? 2 : 1;
+    const bool prefetch_next = r + pf < P.rows;
+    const auto prefetch = [&](size_t j) KD_SWEEP_INLINE {
+      if (prefetch_next) {
+        prefetch_chunk<O>(s + pf * C, j);
+        prefetch_chunk<O>(t + pf * C, j);
+        if (kMatrixTargets) prefetch_chunk<O>(row.y.y + pf * C, j);
+      }
+    };
+
+    // Sweep 2. The unguarded exps (AVX-512) give the guarded ones or a value that is not finite (-inf
+    // logits, or logits beyond about 1e14 in magnitude), and w differs only where dt - ds is infinite;
+    // the exp sums are at most the row length and w is finite for finite logits. So a row whose sums
+    // are all finite has exactly the guarded sums, and any other is swept again with the guards (rows
+    // with -inf logits take two sweeps 2). The clamps head each exp's dependency chain, so leaving them
+    // out where they change nothing is worth the rare second sweep.
+    double sums[kSlotCount + 1];
+    if constexpr (HasUnguardedExp<O>::value) {
+      exps_sweep<O, false, kGrad>(row, C, one_block, exps, soft, hard, prefetch, sums);
+      if (!__builtin_isfinite(sums[kZs] + sums[kZt] + sums[kW] + sums[kZ1])) {
+        exps_sweep<O, true, kGrad>(row, C, one_block, exps, soft, hard, prefetch, sums);
+      }
+    } else {
+      exps_sweep<O, true, kGrad>(row, C, one_block, exps, soft, hard, prefetch, sums);
+    }
+    hard.fix_sums(sums, s, row.y.cls, m.s);
+    if (late_ahead && r + 1 < r1) ahead = maxima(r + 1);
+    const bool group_full = pending.add(r, sums, soft, hard);
+
+    if (kGrad) {
+      // Sweep 3: grad = gs * (p_s - p_t) / T + gh * dHard/ds, from the exps saved in sweep 2.
+      grad_sweep<O, true, true>(row, C, exps, hard, soft.grad(sums, P.grad_soft_scale / P.temperature),
+                                hard.grad(sums, P.grad_hard_scale), g, stream_grad, prefetch);
+    }
+    if (group_full) pending.finish(P, soft, hard, out);
+  }
+  pending.finish(P, soft, hard, out);
+  if (stream_grad) O::fence();  // order the non-temporal stores before the caller reads them
+  return out;
+}
+
+template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad>
+KdPartial kd_rows_temp(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
+                       typename O::Scalar* scratch) {
+  // Only the logits cross-entropy has a unit-temperature shortcut (its exps are the soft term's).
+  if (kHard == HardKind::kCrossEntropyLogits && p.temperature == 1.0) {
+    return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, true>(p, r0, r1, scratch);
+  }
+  return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, false>(p, r0, r1, scratch);
+}
+
+template <class O, HardKind kHard, bool kMatrixTargets>
+KdPartial kd_rows_grad(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
+                       typename O::Scalar* scratch) {
+  return p.grad != nullptr ? kd_rows_temp<O, kHard, kMatrixTargets, true>(p, r0, r1, scratch)
+                           : kd_rows_temp<O, kHard, kMatrixTargets, false>(p, r0, r1, scratch);
+}
+
+template <class O, HardKind kHard>
+KdPartial kd_rows_targets(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
+                          typename O::Scalar* scratch) {
+  return p.target_kind == TargetKind::kMatrix ? kd_rows_grad<O, kHard, true>(p, r0, r1, scratch)
+                                              : kd_rows_grad<O, kHard, false>(p, r0, r1, scratch);
+}
+
+template <class O>
+KdPartial kd_rows(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
+                  typename O::Scalar* scratch) {
+  switch (p.hard) {
+    case HardKind::kCrossEntropyLogits:
+      return kd_rows_targets<O, HardKind::kCrossEntropyLogits>(p, r0, r1, scratch);
+    case HardKind::kCrossEntropyProbs:
+      return kd_rows_targets<O, HardKind::kCrossEntropyProbs>(p, r0, r1, scratch);
+    case HardKind::kMse:
+      return kd_rows_targets<O, HardKind::kMse>(p, r0, r1, scratch);
+    case HardKind::kNone:
+      break;
+  }
+  return kd_rows_grad<O, HardKind::kNone, false>(p, r0, r1, scratch);
+}
+
+}  // namespace KD_ISA
+}  // namespace kd

@@ -1,0 +1,222 @@
+// The terms of a distillation row: the soft term (a divergence between the teacher's and the
+// student's softmax at temperature T) and the hard term (a loss against the targets), as policies the
+// steps of kd_steps.h call. A new divergence is a new soft term; the maxima, the exps, the hard terms,
+// the finishing and the gradient write are shared.
+//
+// A soft term provides:
+//   kSlots                       the sweep-2 sums it keeps (slot_bit of KdSlot: kZs, kZt, kW)
+//   add<kGuarded>(sums, c)       sweep 2: adds the terms of ExpChunk c (c.es, c.et: e^(d/T) with
+//                                d = x - max; c.ds, c.dt); guarded: masks products that would be NaN
+//                                only because of an exact 0 times an infinite log
+//   kLogs, log_args(sums, logs)  the arguments of the logs its value needs (taken with the group's)
+//   value(sums, logs)            the row's soft loss
+//   grad(sums, gs).at(c)         the gradient's soft part at PassChunk c (c.es(), c.et(), c.ds() ...),
+//                                gs = grad_soft_scale / T
+// A divergence that needs its normalisers before its sums (such as a JSD's log of the mixture) adds
+// its own pass over PassChunks between sweep 2 and the finishing.
+//
+// A hard term provides the same (its slots kZ1, kYsum, kYdot, kDsum; add also gets the row, for its
+// targets, and e1, its own exps at T = 1 when kOwnExps, else the soft term's student exps), plus
+// fix_sums (sums taken directly after the sweep).
+#pragma once
+
+#include "kd_steps.h"
+
+namespace kd {
+namespace KD_ISA {
+
+// ---- soft terms ---------------------------------------------------------------------------------
+
+// KL(p_t || p_s) = sum p_t (log p_t - log p_s) = w / (T Zt) + log(Zs / Zt), with Zs, Zt the sums of
+// the exps and w = sum et (dt - ds). Gradient: gs (p_s - p_t).
+template <class O>
+struct ForwardKl {
+  using T = typename O::Scalar;
+  using V = typename O::V;
+  static constexpr unsigned kSlots = slot_bit(kZs) | slot_bit(kZt) | slot_bit(kW);
+  static constexpr size_t kLogs = 1;
+  double temperature;
+
+  template <bool kGuarded, class Sums>
+  KD_SWEEP_INLINE void add(Sums& sums, const ExpChunk<O>& c) const {
+    sums[kZs].add(c.es);
+    sums[kZt].add(c.et);
+    // w = sum et (dt - ds), divided by T once per row. Teacher probabilities of exactly 0 contribute
+    // exactly 0 (guarded: also when dt - ds is infinite).
+    if constexpr (kGuarded) {
+      sums[kW].add_prod_where_pos(c.et, c.et, O::sub(c.dt, c.ds));
+    } else {
+      sums[kW].add_prod(c.et, O::sub(c.dt, c.ds));
+    }
+  }
+  void log_args(const double* sums, double* logs) const { logs[0] = sums[kZs] / sums[kZt]; }
+  double value(const double* sums, const double* logs) const {
+    return sums[kW] / temperature / sums[kZt] + logs[0];
+  }
+
+  struct Grad {
+    V cs, ct;
+    template <class C>
+    KD_SWEEP_INLINE V at(const C& c) const {
+      return O::fma(cs, c.es(), O::mul(ct, c.et()));
+    }
+  };
+  Grad grad(const double* sums, double gs) const {
+    return Grad{O::set1(static_cast<T>(gs / sums[kZs])), O::set1(static_cast<T>(-gs / sums[kZt]))};
+  }
+};
+
+// ---- hard terms ---------------------------------------------------------------------------------
+
+// The clamp of the probability cross-entropy, [eps, 1 - eps] (1 - eps rounded to double), as T bounds
+// rounded inwards (so "inside" is decided exactly for T inputs) plus the logs of the exact bounds (what
+// a clamped element contributes).
+template <typename T>
+struct ProbClamp {
+  T lo = 0, hi = 0, log_lo = 0, log_hi = 0;
+  ProbClamp() = default;  // unused bounds (kernels without the probability cross-entropy)
+  explicit ProbClamp(double eps) {
+    const double top = 1.0 - eps;
+    lo = static_cast<T>(eps);
+    if (static_cast<double>(lo) < eps) lo = static_cast<T>(sizeof(T) == 4 ? ::nextafterf(lo, 1.0f) : ::nextafter(lo, 1.0));
+    hi = static_cast<T>(top);
+    if (static_cast<double>(hi) > top) hi = static_cast<T>(sizeof(T) == 4 ? ::nextafterf(hi, 0.0f) : ::nextafter(hi, 0.0));
+    log_lo = static_cast<T>(::log(eps));
+    log_hi = static_cast<T>(::log(top));  // the bound as PyTorch and the js backend compute it
+  }
+};
+
+// The hard terms, with targets y (a matrix row or a class index) smoothed to y' = (1 - ls) y + ls / C
+// for the cross-entropies:
+//   kCrossEntropyLogits  sum y' * -log_softmax(s) = Y' log Z1 - sum y' ds, Z1 = sum e^ds, Y' = sum y'
+//   kCrossEntropyProbs   -sum y' ln(clamp(s, eps, 1 - eps))
+//   kMse                 sum (s - y)^2 / C
+template <class O, HardKind kHard, bool kMatrix, bool kUnitTemp>
+struct HardTerm {
+  using T = typename O::Scalar;
+  using V = typename O::V;
+  static constexpr bool kCeLogits = kHard == HardKind::kCrossEntropyLogits;
+  static constexpr bool kCeProbs = kHard == HardKind::kCrossEntropyProbs;
+  static constexpr bool kMse = kHard == HardKind::kMse;
+  static constexpr unsigned kSlots =
+      kCeLogits ? slot_bit(kZ1) | slot_bit(kDsum) | (kMatrix ? slot_bit(kYsum) | slot_bit(kYdot) : 0u)
+      : kCeProbs ? slot_bit(kDsum) | slot_bit(kYdot)
+      : kMse     ? slot_bit(kYdot)
+                 : 0u;
+  static constexpr size_t kLogs = kCeLogits ? 1 : 0;  // log Z1
+  // The cross-entropy on logits at T != 1 takes its own exps e^ds (at T = 1 they are the soft term's).
+  static constexpr bool kOwnExps = kCeLogits && !kUnitTemp;
+
+  size_t cols;
+  double ls, ls_c;  // label smoothing (cross-entropies only) and ls / C
+  // Only the probability cross-entropy clamps (the bounds cost two C library logs per call).
+  ProbClamp<T> clamp;
+  V c_lo, c_hi, c_log_lo, c_log_hi;
+
+  explicit HardTerm(const KdProblem<T>& P)
+      : cols(P.cols),
+        ls(kMse ? 0.0 : P.label_smoothing),
+        ls_c(ls / static_cast<double>(P.cols)),
+        clamp(kCeProbs ? ProbClamp<T>(P.epsilon) : ProbClamp<T>()),
+        c_lo(O::set1(clamp.lo)),
+        c_hi(O::set1(clamp.hi)),
+        c_log_lo(O::set1(clamp.log_lo)),
+        c_log_hi(O::set1(clamp.log_hi)) {}
+
+  template <bool kGuarded>
+  KD_SWEEP_INLINE V own_exp(const ExpChunk<O>& c) const {
+    return keepf<O>(softmax_exp<O, kGuarded, false>(c.ds), c.n);
+  }
+
+  template <bool kGuarded, class Sums, class Row>
+  KD_SWEEP_INLINE void add(Sums& sums, const ExpChunk<O>& c, const Row& row, V e1) const {
+    if constexpr (kCeLogits) {
+      sums[kZ1].add(e1);
+      sums[kDsum].add(keepf<O>(c.ds, c.n));
+      if (kMatrix) {  // class indices: see fix_sums
+        const V yv = row.y.at(c.j, c.n);
+        sums[kYsum].add(yv);
+        sums[kYdot].add_prod_where_pos(yv, yv, c.ds);  // y = 0 at a -inf logit contributes 0, not NaN
+      }
+    } else if constexpr (kCeProbs) {
+      // ln(clamp(s)): the log inside the clamp range, the exact bound's log outside it.
+      const V xs = c.xs;
+      const V inside = O::in_range_or_zero(xs, c_lo, c_hi, O::log(O::min(O::max(xs, c_lo), c_hi)));
+      const V lp = keepf<O>(O::add(inside, O::add(O::pos_or_zero(O::sub(c_lo, xs), c_log_lo),
+                                                  O::pos_or_zero(O::sub(xs, c_hi), c_log_hi))),
+                            c.n);
+      sums[kDsum].add(lp);
+      const V yp = row.y.at(c.j, c.n);
+      sums[kYdot].add_prod_where_pos(yp, yp, lp);
+    } else if constexpr (kMse) {
+      const V d = O::sub(c.xs, row.y.at(c.j, c.n));
+      sums[kYdot].add(O::mul(d, d));
+    }
+  }
+
+  // A class index's one-hot sums of the logits cross-entropy have one term: sum y = 1 and sum y ds =
+  // the class's ds, the very values the lane sums would give (every other lane adds 0), without their
+  // three operations and the class test in every chunk. A class outside [0, cols) (which the binding
+  // refuses) reads nothing and leaves the row without target mass, as its lanes would.
+  template <class S>
+  void fix_sums(double* sums, const S* s, size_t cls, T ms) const {
+    if (kCeLogits && !kMatrix) {
+      sums[kYsum] = cls < cols ? 1.0 : 0.0;
+      sums[kYdot] = cls < cols ? static_cast<double>(static_cast<T>(s[cls] - ms)) : 0.0;
+    }
+  }
+
+  // Y', the smoothed target mass, for the logits cross-entropy and its gradient.
+  double ysum_s(const double* sums) const { return (1.0 - ls) * sums[kYsum] + ls; }
+
+  void log_args(const double* sums, double* logs) const {
+    if (kCeLogits) logs[0] = sums[kZ1];
+  }
+  double value(const double* sums, const double* logs) const {
+    if (kCeLogits) {
+      // Without smoothing the uniform term is absent (not 0 * sum, which is NaN for -inf logits).
+      return ysum_s(sums) * logs[0] - ((1.0 - ls) * sums[kYdot] + (ls > 0.0 ? ls_c * sums[kDsum] : 0.0));
+    } else if (kCeProbs) {
+      return -((1.0 - ls) * sums[kYdot] + (ls > 0.0 ? ls_c * sums[kDsum] : 0.0));
+    } else if (kMse) {
+      return sums[kYdot] / static_cast<double>(cols);
+    }
+    return 0.0;
+  }
+
+  // gh * dHard/ds added to the soft part gv, at PassChunk c.
+  struct Grad {
+    const HardTerm& h;
+    V c1, cy, cu, c_mse, gh_v, yu, one_m_ls;
+    template <class C>
+    KD_SWEEP_INLINE V at(const C& c, V gv) const {
+      if constexpr (kCeLogits) {
+        return O::fma(cy, c.y(), O::add(O::fma(c1, c.e1(), gv), cu));
+      } else if constexpr (kCeProbs) {
+        // d/ds of -y' ln(clamp(s)) = -y'/s inside the clamp range, 0 outside.
+        const V xs = c.xs(static_cast<T>(0.5));
+        const V yv = O::fma(one_m_ls, c.y(), yu);
+        return O::add(gv, O::in_range_or_zero(xs, h.c_lo, h.c_hi, O::mul(gh_v, O::div(yv, xs))));
+      } else if constexpr (kMse) {
+        return O::fma(c_mse, O::sub(c.xs(), c.y()), gv);
+      } else {
+        return gv;
+      }
+    }
+  };
+  Grad grad(const double* sums, double gh) const {
+    const double z1 = kCeLogits ? sums[kZ1] : 1.0;
+    const double ys = kCeLogits ? ysum_s(sums) : 0.0;
+    return Grad{*this,
+                O::set1(static_cast<T>(gh * ys / z1)),
+                O::set1(static_cast<T>(-gh * (1.0 - ls))),
+                O::set1(static_cast<T>(-gh * ls_c)),  // smoothing mass on every class
+                O::set1(static_cast<T>(2.0 * gh / static_cast<double>(cols))),
+                O::set1(static_cast<T>(-gh)),
+                O::set1(static_cast<T>(ls_c)),
+                O::set1(static_cast<T>(1.0 - ls))};
+  }
+};
+
+}  // namespace KD_ISA
+}  // namespace kd
