@@ -1,53 +1,80 @@
 // kd_native_bench: the loss kernels timed directly, without Node or N-API, for every variant this CPU
 // supports, with the roofline measured in the same run (the sum and exp probes of the same variant).
+// Times are the calling thread's CPU time (medians), so other work on a shared machine costs the
+// figures little beyond the caches it shares.
 // The same settings as `npm run bench` (lib/bench/cases.ts): KD at T = 4 with the cross-entropy from
 // logits, feature p = 2, attention beta = 2. One thread, one call over all rows; inputs allocated and
-// filled once, the gradient output preallocated (no allocation inside a timed call).
+// filled once, the gradient output preallocated (no allocation inside a timed call). The KD cases of
+// language-model vocabularies (512x32000, 64x131072) take class indices, as token ids are.
 //
 // Every variant's result is also checked against the scalar kernel's (relative 1e-4 for float, 1e-10
 // for double); a mismatch is printed and makes the exit status 1.
 //
-//   kd_native_bench [--quick] [--isa=avx2,avx512] [--filter=SUBSTRING]
+//   kd_native_bench [--quick] [--isa=avx2,avx512] [--filter=SUBSTRING] [--kd-scratch=auto|saved|recompute]
+//                   [--kd-shape=ROWSxCOLS[f64]]...
+//
+//   --kd-scratch  the gradient cases' scratch: as the engine gives it (auto: the saved exps where the
+//                 rows' scratch fits its per-thread cache, else none), always, or never
+//   --kd-shape    adds KD cases (class indices, forward and forward + gradient) of that shape, float32
+//                 or, with an f64 suffix (64x131072f64), float64
+#include <time.h>
+
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "engine/engine.h"
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
 #include "tests/test_common.h"  // Rng, Buffer and set_of, shared with the native tests
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+enum class ScratchMode { kAuto, kSaved, kRecompute };
 
 struct Options {
   bool quick = false;
   std::vector<std::string> isas;  // empty: every supported variant
   std::string filter;
+  ScratchMode scratch = ScratchMode::kAuto;
+  struct Shape {
+    size_t rows, cols;
+    bool dbl;
+  };
+  std::vector<Shape> kd_shapes;
 };
 
-// Median ns per call of f: batches of calls long enough to time (at least ~20 us each), repeated for
-// at least min_s seconds and 5 batches, after one warm-up batch.
+Options g_opt;
+
+// The calling thread's CPU time in ns: the kernels run on this one thread, and on a machine shared
+// with other work the time it spends descheduled is not the kernel's.
+double thread_ns() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
+}
+
+// Median ns (thread CPU time) per call of f: batches of calls long enough to time (at least ~20 us
+// each), repeated for at least min_s seconds and 5 batches, after one warm-up batch.
 double median_ns(const std::function<void()>& f, double min_s) {
-  const auto t0 = Clock::now();
+  const double t0 = thread_ns();
   f();
-  const double once = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+  const double once = thread_ns() - t0;
   const size_t batch = once >= 20e3 ? 1 : static_cast<size_t>(20e3 / std::max(once, 1.0)) + 1;
   for (size_t i = 1; i < batch; ++i) f();
   std::vector<double> samples;
-  const auto start = Clock::now();
-  while (samples.size() < 5 ||
-         std::chrono::duration<double>(Clock::now() - start).count() < min_s) {
-    const auto a = Clock::now();
+  const double start = thread_ns();
+  while (samples.size() < 5 || (thread_ns() - start) * 1e-9 < min_s) {
+    const double a = thread_ns();
     for (size_t i = 0; i < batch; ++i) f();
-    samples.push_back(std::chrono::duration<double, std::nano>(Clock::now() - a).count() /
-                      static_cast<double>(batch));
+    samples.push_back((thread_ns() - a) / static_cast<double>(batch));
   }
   std::sort(samples.begin(), samples.end());
   return samples[samples.size() / 2];
@@ -97,7 +124,9 @@ Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
     cls[r] = static_cast<int32_t>((r * 7919) % cols);
     if (onehot) y[r * cols + static_cast<size_t>(cls[r])] = 1;
   }
-  T* scratch = grad ? in.zeros<T>(kd::kd_scratch_elems(cols)) : nullptr;
+  const bool saved = g_opt.scratch == ScratchMode::kSaved ||
+                     (g_opt.scratch == ScratchMode::kAuto && kd::kd_grad_scratch_bytes(cols, sizeof(T)) != 0);
+  T* scratch = grad && saved ? in.zeros<T>(kd::kd_scratch_elems(cols)) : nullptr;
   kd::KdProblem<T> P;
   P.student = in.normal<T>(n, 3.0, 1);
   P.teacher = in.normal<T>(n, 3.0, 2);
@@ -119,7 +148,8 @@ Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
   }
   Case c;
   c.id = std::string(grad ? "kd+grad " : "kd ") + std::to_string(rows) + "x" + std::to_string(cols) +
-         (onehot ? " onehot" : " index") + (sizeof(T) == 4 ? " float32" : " float64");
+         (onehot ? " onehot" : " index") + (sizeof(T) == 4 ? " float32" : " float64") +
+         (grad && scratch == nullptr ? " (recompute)" : "");
   c.elements = n;
   c.bytes = 2 * n * sizeof(T) + (onehot ? n * sizeof(T) : rows * 4) + (grad ? n * sizeof(T) : 0);
   c.exps_per_element = 3;
@@ -237,8 +267,19 @@ bool parse(int argc, char** argv, Options* o) {
       }
     } else if (a.rfind("--filter=", 0) == 0) {
       o->filter = a.substr(9);
+    } else if (a == "--kd-scratch=auto" || a == "--kd-scratch=saved" || a == "--kd-scratch=recompute") {
+      o->scratch = a[13] == 'a' ? ScratchMode::kAuto : a[13] == 's' ? ScratchMode::kSaved : ScratchMode::kRecompute;
+    } else if (a.rfind("--kd-shape=", 0) == 0 && a.find('x', 11) != std::string::npos) {
+      const size_t x = a.find('x', 11);
+      char* end = nullptr;
+      const size_t rows = std::strtoull(a.c_str() + 11, nullptr, 10), cols = std::strtoull(a.c_str() + x + 1, &end, 10);
+      const std::string dtype = end;
+      if (rows == 0 || cols == 0 || (!dtype.empty() && dtype != "f32" && dtype != "f64")) return false;
+      o->kd_shapes.push_back({rows, cols, dtype == "f64"});
     } else {
-      std::fprintf(stderr, "usage: kd_native_bench [--quick] [--isa=NAME[,NAME]] [--filter=SUBSTRING]\n");
+      std::fprintf(stderr,
+                   "usage: kd_native_bench [--quick] [--isa=NAME[,NAME]] [--filter=SUBSTRING] "
+                   "[--kd-scratch=auto|saved|recompute] [--kd-shape=ROWSxCOLS[f64]]...\n");
       return false;
     }
   }
@@ -248,7 +289,7 @@ bool parse(int argc, char** argv, Options* o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options opt;
+  Options& opt = g_opt;
   if (!parse(argc, argv, &opt)) return 2;
   // --quick: small shapes and short timing, to check that every variant runs and agrees with scalar.
   const double min_s = opt.quick ? 0.01 : 0.3;
@@ -291,6 +332,18 @@ int main(int argc, char** argv) {
   cases.push_back(kd_case<double>(in, big_rows, 1000, true, false));
   cases.push_back(kd_case<float>(in, big_rows * 8, 128, true, false));
   cases.push_back(kd_case<float>(in, big_rows, 1000, true, true));
+  // Language-model vocabularies, one row per token.
+  const size_t lm_rows = opt.quick ? 8 : 512, wide_rows = opt.quick ? 2 : 64;
+  for (bool grad : {false, true}) {
+    cases.push_back(kd_case<float>(in, lm_rows, 32000, false, grad));
+    cases.push_back(kd_case<float>(in, wide_rows, 131072, false, grad));
+  }
+  for (const auto& shape : opt.kd_shapes) {
+    for (bool grad : {false, true}) {
+      cases.push_back(shape.dbl ? kd_case<double>(in, shape.rows, shape.cols, false, grad)
+                                : kd_case<float>(in, shape.rows, shape.cols, false, grad));
+    }
+  }
   cases.push_back(feature_case(in, 3, map_rows, 4096));
   cases.push_back(feature_case(in, 3, map_rows * 8, 4096));
   cases.push_back(attention_case(in, map_rows, 4096));

@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <new>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -15,12 +16,47 @@ namespace {
 
 constexpr size_t kBlockElems = 32768;
 
-// Per-thread scratch for the distillation gradient, grown on demand and reused across calls.
+std::atomic<size_t> g_failing_scratch{0};  // see fail_scratch_allocations_for_tests
+std::atomic<size_t> g_scratch_total{0};    // bytes of every thread's cache
+
+// Per-thread scratch for the distillation gradient: one buffer for both element types, grown on
+// demand up to kScratchCacheBytes and kept for the thread's later calls (it ends with the thread).
+class ScratchCache {
+ public:
+  ~ScratchCache() {
+    ::operator delete(data_);
+    g_scratch_total.fetch_sub(size_, std::memory_order_relaxed);
+  }
+  // At least `bytes` (<= kScratchCacheBytes); throws std::bad_alloc.
+  void* get(size_t bytes) {
+    size_t failing = g_failing_scratch.load(std::memory_order_relaxed);
+    while (failing > 0 && !g_failing_scratch.compare_exchange_weak(failing, failing - 1, std::memory_order_relaxed)) {
+    }
+    if (failing > 0) throw std::bad_alloc();
+    if (bytes > size_) {
+      void* bigger = ::operator new(bytes);
+      ::operator delete(data_);
+      data_ = bigger;
+      g_scratch_total.fetch_add(bytes - size_, std::memory_order_relaxed);
+      size_ = bytes;
+    }
+    return data_;
+  }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+thread_local ScratchCache t_scratch;
+
+// The calling thread's scratch for a gradient call with rows of `cols` elements of T, or null where it
+// would not fit the cache (the kernels then compute the exps again instead of reading them back).
 template <typename T>
-T* scratch_for(size_t elems) {
-  thread_local std::vector<T> buf;
-  if (buf.size() < elems) buf.resize(elems);
-  return buf.data();
+T* scratch_for(size_t cols) {
+  const size_t bytes = kd_grad_scratch_bytes(cols, sizeof(T));
+  return bytes == 0 ? nullptr : static_cast<T*>(t_scratch.get(bytes));
 }
 
 bool cancelled(const RunControl& rc) {
@@ -187,6 +223,19 @@ Range block_range(size_t b, size_t rows, size_t per_block) {
 
 }  // namespace
 
+size_t kd_grad_scratch_bytes(size_t cols, size_t elem_bytes) {
+  // cols below the bound also keeps the product from overflowing.
+  if (cols > kScratchCacheBytes / elem_bytes) return 0;
+  const size_t bytes = kd_scratch_elems(cols) * elem_bytes;
+  return bytes <= kScratchCacheBytes ? bytes : 0;
+}
+
+size_t scratch_cache_bytes() { return t_scratch.size(); }
+
+size_t scratch_cache_total_bytes() { return g_scratch_total.load(std::memory_order_relaxed); }
+
+void fail_scratch_allocations_for_tests(size_t n) { g_failing_scratch.store(n, std::memory_order_relaxed); }
+
 size_t block_rows(size_t cols) {
   const size_t c = cols == 0 ? 1 : cols;
   return c >= kBlockElems ? 1 : kBlockElems / c;
@@ -227,7 +276,7 @@ bool sum_blocks(size_t rows, size_t cols, const RunControl& rc, Part* total, F&&
 template <typename T>
 bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out) {
   return sum_blocks(p.rows, p.cols, rc, out, [&](size_t r0, size_t r1) {
-    T* scratch = p.grad != nullptr ? scratch_for<T>(kd_scratch_elems(p.cols)) : nullptr;
+    T* scratch = p.grad != nullptr ? scratch_for<T>(p.cols) : nullptr;
     return k.kd_rows(p, r0, r1, scratch);
   });
 }

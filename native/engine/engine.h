@@ -18,6 +18,30 @@ struct RunControl {
   bool caller_computes = true;                 // false: with threads > 1 the caller only waits
 };
 
+// The distillation gradient's scratch (kd_scratch_elems: three rows of exps) comes from a per-thread
+// cache that grows to the largest scratch a call has needed, up to kScratchCacheBytes, and is kept for
+// the thread's later calls (allocating it per call would cost more than a wide row's whole gradient:
+// every fresh page is a fault). Rows whose scratch would exceed it take the kernels' gradient sweep
+// that computes the exps again (no scratch at all). So the engine holds at most kScratchCacheBytes
+// per thread that has run a gradient call (the callers' threads and the pool's helpers), whatever the
+// shapes. Reading the exps back beats computing them again while the three rows stay in the caches;
+// once they spill to memory, recomputing is faster. 4 MiB is the scratch of rows of up to 349,000
+// floats or 174,000 doubles: every language-model vocabulary up to 256k tokens in float32, 131072 in
+// float64.
+constexpr size_t kScratchCacheBytes = size_t{4} << 20;
+
+// The scratch a gradient call uses per thread for rows of `cols` elements of `elem_bytes` bytes: the
+// kernels' kd_scratch_elems(cols) elements, or 0 where that exceeds kScratchCacheBytes.
+size_t kd_grad_scratch_bytes(size_t cols, size_t elem_bytes);
+
+// The calling thread's scratch cache in bytes (0 before its first gradient call), and every thread's.
+size_t scratch_cache_bytes();
+size_t scratch_cache_total_bytes();
+
+// Tests only: the next n scratch requests (on any thread) throw std::bad_alloc, as an allocation that
+// fails would.
+void fail_scratch_allocations_for_tests(size_t n);
+
 // Rows per block for a row width: blocks of about 32 K elements.
 size_t block_rows(size_t cols);
 size_t block_count(size_t rows, size_t cols);

@@ -10,8 +10,9 @@ namespace kd {
 namespace KD_ISA {
 
 // One kernel per (hard term, target form, gradient, unit temperature) combination, so the inner loops
-// carry no per-element branches.
-template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad, bool kUnitTemp>
+// carry no per-element branches. With kGrad, kSaved: the exps of sweep 2 are saved in the scratch rows
+// and read back by sweep 3; without kSaved (no scratch), sweep 3 computes them again.
+template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad, bool kSaved, bool kUnitTemp>
 KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t r1,
                        typename O::Scalar* scratch) {
   using T = typename O::Scalar;
@@ -20,6 +21,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   using Hard = HardTerm<O, kHard, kMatrixTargets, kUnitTemp>;
   using Row = KdRow<O, kMatrixTargets, S>;
   constexpr bool kTargets = kHard != HardKind::kNone;
+  constexpr bool kSave = kGrad && kSaved;
   const size_t C = P.cols;
   const Soft soft{P.temperature};
   const Hard hard(P);
@@ -33,7 +35,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   // Scratch rows (see the row's exps below) start in the first whole 64-byte line and are padded to
   // whole lines.
   constexpr size_t kLine = 64 / sizeof(T);
-  T* const scratch_line = kGrad ? scratch + to_boundary(scratch, 64) : nullptr;
+  T* const scratch_line = kSave ? scratch + to_boundary(scratch, 64) : nullptr;
   const size_t scratch_stride = (C + kLine - 1) / kLine * kLine;
   KdPartial out;
   PendingRows<Soft, Hard> pending;
@@ -76,7 +78,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     }
     row.vms = O::set1(m.s);
     row.vmt = O::set1(m.t);
-    if (kGrad) {
+    if (kSave) {
       // The saved exps start at the student row's offset within a 64-byte line, so sweep 2's stores
       // and sweep 3's loads are as aligned as the row's own loads (sweep 3 follows the gradient row,
       // which usually shares the student's offset).
@@ -106,22 +108,35 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     // with -inf logits take two sweeps 2). The clamps head each exp's dependency chain, so leaving them
     // out where they change nothing is worth the rare second sweep.
     double sums[kSlotCount + 1];
+    bool guarded = true;  // whether the row's exps are the guarded ones (they equal the unguarded ones
+                          // of a row whose sums are finite)
     if constexpr (HasUnguardedExp<O>::value) {
-      exps_sweep<O, false, kGrad>(row, C, one_block, exps, soft, hard, prefetch, sums);
-      if (!__builtin_isfinite(sums[kZs] + sums[kZt] + sums[kW] + sums[kZ1])) {
-        exps_sweep<O, true, kGrad>(row, C, one_block, exps, soft, hard, prefetch, sums);
-      }
+      exps_sweep<O, false, kSave>(row, C, one_block, exps, soft, hard, prefetch, sums);
+      guarded = !__builtin_isfinite(sums[kZs] + sums[kZt] + sums[kW] + sums[kZ1]);
+      if (guarded) exps_sweep<O, true, kSave>(row, C, one_block, exps, soft, hard, prefetch, sums);
     } else {
-      exps_sweep<O, true, kGrad>(row, C, one_block, exps, soft, hard, prefetch, sums);
+      exps_sweep<O, true, kSave>(row, C, one_block, exps, soft, hard, prefetch, sums);
     }
     hard.fix_sums(sums, s, row.y.cls, m.s);
     if (late_ahead && r + 1 < r1) ahead = maxima(r + 1);
     const bool group_full = pending.add(r, sums, soft, hard);
 
-    if (kGrad) {
-      // Sweep 3: grad = gs * (p_s - p_t) / T + gh * dHard/ds, from the exps saved in sweep 2.
-      grad_sweep<O, true, true>(row, C, exps, hard, soft.grad(sums, P.grad_soft_scale / P.temperature),
-                                hard.grad(sums, P.grad_hard_scale), g, stream_grad, prefetch);
+    if constexpr (kGrad) {
+      // Sweep 3: grad = gs * (p_s - p_t) / T + gh * dHard/ds, from the exps saved in sweep 2 or the same
+      // exps computed again (the unguarded ones where sweep 2 found them equal to the guarded ones).
+      const auto sg = soft.grad(sums, P.grad_soft_scale / P.temperature);
+      const auto hg = hard.grad(sums, P.grad_hard_scale);
+      if constexpr (kSaved) {
+        grad_sweep<O, true, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+      } else if constexpr (HasUnguardedExp<O>::value) {
+        if (guarded) {
+          grad_sweep<O, false, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+        } else {
+          grad_sweep<O, false, false>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+        }
+      } else {
+        grad_sweep<O, false, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+      }
     }
     if (group_full) pending.finish(P, soft, hard, out);
   }
@@ -130,21 +145,22 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   return out;
 }
 
-template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad>
+template <class O, HardKind kHard, bool kMatrixTargets, bool kGrad, bool kSaved>
 KdPartial kd_rows_temp(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
                        typename O::Scalar* scratch) {
   // Only the logits cross-entropy has a unit-temperature shortcut (its exps are the soft term's).
   if (kHard == HardKind::kCrossEntropyLogits && p.temperature == 1.0) {
-    return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, true>(p, r0, r1, scratch);
+    return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, kSaved, true>(p, r0, r1, scratch);
   }
-  return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, false>(p, r0, r1, scratch);
+  return kd_rows_impl<O, kHard, kMatrixTargets, kGrad, kSaved, false>(p, r0, r1, scratch);
 }
 
 template <class O, HardKind kHard, bool kMatrixTargets>
 KdPartial kd_rows_grad(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
                        typename O::Scalar* scratch) {
-  return p.grad != nullptr ? kd_rows_temp<O, kHard, kMatrixTargets, true>(p, r0, r1, scratch)
-                           : kd_rows_temp<O, kHard, kMatrixTargets, false>(p, r0, r1, scratch);
+  if (p.grad == nullptr) return kd_rows_temp<O, kHard, kMatrixTargets, false, false>(p, r0, r1, scratch);
+  return scratch != nullptr ? kd_rows_temp<O, kHard, kMatrixTargets, true, true>(p, r0, r1, scratch)
+                            : kd_rows_temp<O, kHard, kMatrixTargets, true, false>(p, r0, r1, scratch);
 }
 
 template <class O, HardKind kHard>

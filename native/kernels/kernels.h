@@ -96,7 +96,9 @@ struct AttentionProblem {
 // Row-range entry points of one ISA for one element type.
 template <typename T>
 struct KernelSet {
-  // scratch: at least kd_scratch_elems(cols) elements when p.grad is set, else may be null.
+  // scratch: null, or (with p.grad) at least kd_scratch_elems(cols) elements. With scratch, the
+  // gradient sweep reads back the exps the sums were taken from; without, it computes them again (the
+  // same values: results are bitwise the same either way).
   KdPartial (*kd_rows)(const KdProblem<T>& p, size_t r0, size_t r1, T* scratch);
   // Returns sum over rows [r0, r1) of sum_j |s - t|^p.
   double (*feature_rows)(const FeatureLayer<T>& layer, size_t r0, size_t r1);
