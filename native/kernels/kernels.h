@@ -2,9 +2,14 @@
 //
 // Every kernel works on a half-open row range [r0, r1) of a row-major matrix and returns partial sums
 // for that range, so callers can split work into fixed row blocks (threads, async workers) and combine
-// the partials in a fixed order. Kernels allocate nothing; where a kernel needs row-sized scratch the
-// caller passes it. Kernels trust their arguments: the binding validates shapes, lengths and class
-// indices before any kernel runs.
+// the partials in a fixed order. Kernels allocate nothing; where a kernel can use row-sized scratch the
+// caller passes it.
+//
+// Kernels trust their arguments: the binding validates shapes, lengths and class indices before any
+// kernel runs, and no kernel checks them again. The one exception guards memory, not semantics: a
+// class index is used as an offset into the student row, so a kept row whose index is outside
+// [0, cols) (which the binding refuses) makes the kernel read nothing; the row then counts as having no
+// target mass.
 #pragma once
 
 #include <cstddef>
@@ -37,7 +42,8 @@ struct KdProblem {
   HardKind hard = HardKind::kNone;
   TargetKind target_kind = TargetKind::kNone;
   const T* target_matrix = nullptr;  // rows * cols, when target_kind == kMatrix
-  const void* target_index = nullptr;  // rows indices, when target_kind is kInt32 / kUint32
+  const void* target_index = nullptr;  // rows indices, when target_kind is kInt32 / kUint32 (kept
+                                       // rows: in [0, cols), see above)
   int64_t ignore_index = -100;         // rows whose class index equals this are left out
   const uint8_t* mask = nullptr;       // rows entries or null; 0 leaves the row out
   double epsilon = 1e-10;              // clamp for kCrossEntropyProbs
@@ -47,7 +53,9 @@ struct KdProblem {
   double* row_soft = nullptr;  // rows: KL(p_t || p_s) of each row (unscaled), 0 for rows left out
   double* row_hard = nullptr;  // rows: hard loss of each row, 0 for rows left out
   int32_t* argmax = nullptr;   // 2 * rows: first index of each student row's max, then the teacher's
-                               // (NaN skipped; -1 for rows left out and rows of NaN only)
+                               // (NaN skipped; -1 for rows left out and rows of NaN only). Requires
+                               // cols <= INT32_MAX (the binding refuses wider rows when argmax is
+                               // asked for: an index past INT32_MAX would not fit).
   T* grad = nullptr;           // rows * cols: soft_scale * dKL/ds + hard_scale * dHard/ds
   double grad_soft_scale = 0.0;
   double grad_hard_scale = 0.0;
