@@ -62,8 +62,8 @@ function kdRow(job: KdJob, r: number, es: Float64Array, et: Float64Array, e1: Fl
   const matrix = job.targetKind === TargetKind.Matrix;
   const y = matrix ? (job.targets as FloatArray) : null;
   const cls = !matrix && job.targetKind !== TargetKind.None ? job.targets![r] : -1;
-  // Smoothed target of element j.
-  const yAt = (j: number): number => (1 - ls) * (y !== null ? y[o + j] : j === cls ? 1 : 0) + lsC;
+  // Smoothed target of element j; at ls = 1 the targets' term is absent (not 0 times a target).
+  const yAt = (j: number): number => (ls < 1 ? (1 - ls) * (y !== null ? y[o + j] : j === cls ? 1 : 0) + lsC : lsC);
   let hard = 0;
   let z1 = 1;
   let ysum = 0;
@@ -105,14 +105,17 @@ function kdRow(job: KdJob, r: number, es: Float64Array, et: Float64Array, e1: Fl
     const gs = job.gradSoftScale / T;
     const gh = job.gradHardScale;
     for (let j = 0; j < C; j++) {
-      let v = gs * (es[j] / zs - et[j] / zt);
-      switch (job.hard) {
+      // A scale of 0 leaves its term out (0, not 0 times a NaN of the row).
+      let v = gs !== 0 ? gs * (es[j] / zs - et[j] / zt) : 0;
+      switch (gh !== 0 ? job.hard : HardKind.None) {
         case HardKind.CrossEntropyLogits:
           v += gh * ((ysum * e1[j]) / z1 - yAt(j));
           break;
         case HardKind.CrossEntropyProbs: {
           const x = s[o + j];
-          if (x >= eps && x <= 1 - eps) v -= (gh * yAt(j)) / x;
+          const yj = yAt(j);
+          if (x >= eps && x <= 1 - eps) v -= (gh * yj) / x;
+          else if (Number.isNaN(x) && yj !== 0) v = NaN; // a NaN probability with target mass, as the loss
           break;
         }
         case HardKind.Mse:

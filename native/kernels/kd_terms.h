@@ -44,7 +44,7 @@ struct ForwardKl {
     // w = sum et (dt - ds), divided by T once per row. Teacher probabilities of exactly 0 contribute
     // exactly 0 (guarded: also when dt - ds is infinite).
     if constexpr (kGuarded) {
-      sums[kW].add_prod_where_pos(c.et, c.et, O::sub(c.dt, c.ds));
+      sums[kW].add_prod_where_nonzero(c.et, c.et, O::sub(c.dt, c.ds));
     } else {
       sums[kW].add_prod(c.et, O::sub(c.dt, c.ds));
     }
@@ -54,15 +54,18 @@ struct ForwardKl {
     return sums[kW] / temperature / sums[kZt] + logs[0];
   }
 
+  // With gs == 0 the term is absent from the gradient (0, not 0 times a NaN of the row's exps).
   struct Grad {
     V cs, ct;
+    bool on;
     template <class C>
     KD_SWEEP_INLINE V at(const C& c) const {
+      if (!on) return O::set1(0);
       return O::fma(cs, c.es(), O::mul(ct, c.et()));
     }
   };
   Grad grad(const double* sums, double gs) const {
-    return Grad{O::set1(static_cast<T>(gs / sums[kZs])), O::set1(static_cast<T>(-gs / sums[kZt]))};
+    return Grad{O::set1(static_cast<T>(gs / sums[kZs])), O::set1(static_cast<T>(-gs / sums[kZt])), gs != 0.0};
   }
 };
 
@@ -91,6 +94,11 @@ struct ProbClamp {
 //   kCrossEntropyLogits  sum y' * -log_softmax(s) = Y' log Z1 - sum y' ds, Z1 = sum e^ds, Y' = sum y'
 //   kCrossEntropyProbs   -sum y' ln(clamp(s, eps, 1 - eps))
 //   kMse                 sum (s - y)^2 / C
+// A term with a factor of exactly 0 is absent, not 0 times its other factor: the targets' term at
+// ls = 1 (the loss is then the uniform one, whatever y is, also where y meets a -inf logit), the
+// uniform term at ls = 0, and each target of exactly 0 (y' = 0 at a -inf logit or a NaN probability
+// contributes 0). Everything else follows IEEE arithmetic: NaN stays NaN (a NaN probability where y' is
+// not 0, a NaN target), -inf logits with target mass give +inf.
 template <class O, HardKind kHard, bool kMatrix, bool kUnitTemp>
 struct HardTerm {
   using T = typename O::Scalar;
@@ -109,6 +117,7 @@ struct HardTerm {
 
   size_t cols;
   double ls, ls_c;  // label smoothing (cross-entropies only) and ls / C
+  bool targets_enter;  // ls < 1: the targets' term is present
   // Only the probability cross-entropy clamps (the bounds cost two C library logs per call).
   ProbClamp<T> clamp;
   V c_lo, c_hi, c_log_lo, c_log_hi;
@@ -117,6 +126,7 @@ struct HardTerm {
       : cols(P.cols),
         ls(kMse ? 0.0 : P.label_smoothing),
         ls_c(ls / static_cast<double>(P.cols)),
+        targets_enter(ls < 1.0),
         clamp(kCeProbs ? ProbClamp<T>(P.epsilon) : ProbClamp<T>()),
         c_lo(O::set1(clamp.lo)),
         c_hi(O::set1(clamp.hi)),
@@ -136,18 +146,18 @@ struct HardTerm {
       if (kMatrix) {  // class indices: see fix_sums
         const V yv = row.y.at(c.j, c.n);
         sums[kYsum].add(yv);
-        sums[kYdot].add_prod_where_pos(yv, yv, c.ds);  // y = 0 at a -inf logit contributes 0, not NaN
+        sums[kYdot].add_prod_where_nonzero(yv, yv, c.ds);  // y = 0 at a -inf logit contributes 0, not NaN
       }
     } else if constexpr (kCeProbs) {
-      // ln(clamp(s)): the log inside the clamp range, the exact bound's log outside it.
+      // ln(clamp(s)): the log inside the clamp range, the exact bound's log outside it, NaN for NaN.
       const V xs = c.xs;
       const V inside = O::in_range_or_zero(xs, c_lo, c_hi, O::log(O::min(O::max(xs, c_lo), c_hi)));
-      const V lp = keepf<O>(O::add(inside, O::add(O::pos_or_zero(O::sub(c_lo, xs), c_log_lo),
-                                                  O::pos_or_zero(O::sub(xs, c_hi), c_log_hi))),
-                            c.n);
+      const V clamped = O::add(inside, O::add(O::pos_or_zero(O::sub(c_lo, xs), c_log_lo),
+                                              O::pos_or_zero(O::sub(xs, c_hi), c_log_hi)));
+      const V lp = keepf<O>(O::keep_nan(xs, clamped), c.n);
       sums[kDsum].add(lp);
       const V yp = row.y.at(c.j, c.n);
-      sums[kYdot].add_prod_where_pos(yp, yp, lp);
+      sums[kYdot].add_prod_where_nonzero(yp, yp, lp);
     } else if constexpr (kMse) {
       const V d = O::sub(c.xs, row.y.at(c.j, c.n));
       sums[kYdot].add(O::mul(d, d));
@@ -167,36 +177,43 @@ struct HardTerm {
   }
 
   // Y', the smoothed target mass, for the logits cross-entropy and its gradient.
-  double ysum_s(const double* sums) const { return (1.0 - ls) * sums[kYsum] + ls; }
+  double ysum_s(const double* sums) const { return targets_enter ? (1.0 - ls) * sums[kYsum] + ls : ls; }
+  // sum y' d for d the row's ds (logits) or ln(clamp(s)) (probabilities), without the absent terms.
+  double ydot_s(const double* sums) const {
+    return (targets_enter ? (1.0 - ls) * sums[kYdot] : 0.0) + (ls > 0.0 ? ls_c * sums[kDsum] : 0.0);
+  }
 
   void log_args(const double* sums, double* logs) const {
     if (kCeLogits) logs[0] = sums[kZ1];
   }
   double value(const double* sums, const double* logs) const {
     if (kCeLogits) {
-      // Without smoothing the uniform term is absent (not 0 * sum, which is NaN for -inf logits).
-      return ysum_s(sums) * logs[0] - ((1.0 - ls) * sums[kYdot] + (ls > 0.0 ? ls_c * sums[kDsum] : 0.0));
+      return ysum_s(sums) * logs[0] - ydot_s(sums);
     } else if (kCeProbs) {
-      return -((1.0 - ls) * sums[kYdot] + (ls > 0.0 ? ls_c * sums[kDsum] : 0.0));
+      return -ydot_s(sums);
     } else if (kMse) {
       return sums[kYdot] / static_cast<double>(cols);
     }
     return 0.0;
   }
 
-  // gh * dHard/ds added to the soft part gv, at PassChunk c.
+  // gh * dHard/ds added to the soft part gv, at PassChunk c; with gh == 0 the term is absent.
   struct Grad {
     const HardTerm& h;
     V c1, cy, cu, c_mse, gh_v, yu, one_m_ls;
+    bool on;
     template <class C>
     KD_SWEEP_INLINE V at(const C& c, V gv) const {
+      if (!on) return gv;
       if constexpr (kCeLogits) {
-        return O::fma(cy, c.y(), O::add(O::fma(c1, c.e1(), gv), cu));
+        const V g = O::add(O::fma(c1, c.e1(), gv), cu);
+        return h.targets_enter ? O::fma(cy, c.y(), g) : g;
       } else if constexpr (kCeProbs) {
-        // d/ds of -y' ln(clamp(s)) = -y'/s inside the clamp range, 0 outside.
+        // d/ds of -y' ln(clamp(s)) = -y'/s inside the clamp range, 0 outside; NaN at a NaN s with y'.
         const V xs = c.xs(static_cast<T>(0.5));
-        const V yv = O::fma(one_m_ls, c.y(), yu);
-        return O::add(gv, O::in_range_or_zero(xs, h.c_lo, h.c_hi, O::mul(gh_v, O::div(yv, xs))));
+        const V yv = h.targets_enter ? O::fma(one_m_ls, c.y(), yu) : yu;
+        const V d = O::in_range_or_zero(xs, h.c_lo, h.c_hi, O::mul(gh_v, O::div(yv, xs)));
+        return O::add(gv, O::where_nonzero(yv, O::keep_nan(xs, d)));
       } else if constexpr (kMse) {
         return O::fma(c_mse, O::sub(c.xs(), c.y()), gv);
       } else {
@@ -214,7 +231,8 @@ struct HardTerm {
                 O::set1(static_cast<T>(2.0 * gh / static_cast<double>(cols))),
                 O::set1(static_cast<T>(-gh)),
                 O::set1(static_cast<T>(ls_c)),
-                O::set1(static_cast<T>(1.0 - ls))};
+                O::set1(static_cast<T>(1.0 - ls)),
+                gh != 0.0};
   }
 };
 

@@ -63,6 +63,8 @@ struct Ops<float> {
     return _mm256_and_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_NEQ_OQ), one);
   }
   static V pos_or_zero(V c, V v) { return _mm256_and_ps(_mm256_cmp_ps(c, _mm256_setzero_ps(), _CMP_GT_OQ), v); }
+  static V where_nonzero(V c, V v) { return _mm256_and_ps(_mm256_cmp_ps(c, _mm256_setzero_ps(), _CMP_NEQ_UQ), v); }
+  static V keep_nan(V x, V v) { return _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); }
   static V nz_div(V a, V x) {
     return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_div_ps(a, x));
   }
@@ -174,6 +176,8 @@ struct Ops<double> {
     return _mm256_and_pd(_mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_NEQ_OQ), one);
   }
   static V pos_or_zero(V c, V v) { return _mm256_and_pd(_mm256_cmp_pd(c, _mm256_setzero_pd(), _CMP_GT_OQ), v); }
+  static V where_nonzero(V c, V v) { return _mm256_and_pd(_mm256_cmp_pd(c, _mm256_setzero_pd(), _CMP_NEQ_UQ), v); }
+  static V keep_nan(V x, V v) { return _mm256_blendv_pd(v, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q)); }
   static V nz_div(V a, V x) {
     return _mm256_and_pd(_mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_NEQ_UQ), _mm256_div_pd(a, x));
   }

@@ -75,9 +75,13 @@ struct Ops<float> {
   static V pos_or_zero(V c, V v) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_GT_OQ), v);
   }
-  static V fma_where_pos(V c, V a, V b, V acc) {
-    return _mm512_mask3_fmadd_ps(a, b, acc, _mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_GT_OQ));
+  static V where_nonzero(V c, V v) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_NEQ_UQ), v);
   }
+  static V fma_where_nonzero(V c, V a, V b, V acc) {
+    return _mm512_mask3_fmadd_ps(a, b, acc, _mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_NEQ_UQ));
+  }
+  static V keep_nan(V x, V v) { return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x); }
   static V nz_div(V a, V x) {
     return _mm512_maskz_div_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ), a, x);
   }
@@ -203,9 +207,13 @@ struct Ops<double> {
   static V pos_or_zero(V c, V v) {
     return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_GT_OQ), v);
   }
-  static V fma_where_pos(V c, V a, V b, V acc) {
-    return _mm512_mask3_fmadd_pd(a, b, acc, _mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_GT_OQ));
+  static V where_nonzero(V c, V v) {
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_NEQ_UQ), v);
   }
+  static V fma_where_nonzero(V c, V a, V b, V acc) {
+    return _mm512_mask3_fmadd_pd(a, b, acc, _mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_NEQ_UQ));
+  }
+  static V keep_nan(V x, V v) { return _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), x); }
   static V nz_div(V a, V x) {
     return _mm512_maskz_div_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_NEQ_UQ), a, x);
   }

@@ -73,6 +73,8 @@ struct Ops<float> {
     return mask_and(nz, one);
   }
   static V pos_or_zero(V c, V v) { return mask_and(vcgtq_f32(c, zero()), v); }
+  static V where_nonzero(V c, V v) { return mask_and(vmvnq_u32(vceqq_f32(c, zero())), v); }
+  static V keep_nan(V x, V v) { return vbslq_f32(vceqq_f32(x, x), v, x); }
   static V nz_div(V a, V x) { return mask_and(vmvnq_u32(vceqq_f32(x, zero())), vdivq_f32(a, x)); }
   static V in_range_or_zero(V x, V lo, V hi, V a) { return mask_and(vandq_u32(vcgeq_f32(x, lo), vcleq_f32(x, hi)), a); }
 
@@ -181,6 +183,10 @@ struct Ops<double> {
     return mask_and(nz, one);
   }
   static V pos_or_zero(V c, V v) { return mask_and(vcgtq_f64(c, zero()), v); }
+  static V where_nonzero(V c, V v) {
+    return mask_and(vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(c, zero())))), v);
+  }
+  static V keep_nan(V x, V v) { return vbslq_f64(vceqq_f64(x, x), v, x); }
   static V nz_div(V a, V x) {
     const M ne = vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(x, zero()))));
     return mask_and(ne, vdivq_f64(a, x));

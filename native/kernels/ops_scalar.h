@@ -4,10 +4,12 @@
 // Every ops header provides the same interface (see kernels_impl.h for how it is used):
 //   V, Acc, N, kBlock; load, load_n (tail load, fill value for lanes >= n), store, store_n, stream
 //   (non-temporal store to a vector-aligned address), fence (orders streamed stores), keep_n (zero
-//   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, nz_div,
-//   in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), exp2_nonpos (2^y, y as for
-//   exp_nonpos), log, reduce_max, acc_zero, acc_add, acc_fma (a + x * y with x and y widened to
-//   double first: float products are exact), acc_sum.
+//   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, where_nonzero,
+//   keep_nan, nz_div, in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), exp2_nonpos (2^y,
+//   y as for exp_nonpos), log, reduce_max, acc_zero, acc_add, acc_fma (a + x * y with x and y widened
+//   to double first: float products are exact), acc_sum.
+// The masks and selects treat NaN as the exact operation would: where_nonzero and nz_div keep a NaN
+// condition's lane, keep_nan returns NaN for NaN.
 // Row sums are kept as V partials over blocks of kBlock vectors and added into the (double) Acc once per
 // block (see sweep_fold in kernels_impl.h); kBlock == 1 here, which is plain double accumulation.
 // The SIMD headers (kBlock > 1) also provide sum8, the lane sums of 8 partials at once, for rows that
@@ -53,6 +55,10 @@ struct Ops {
   static V sign(V a) { return a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)); }
   // v where c > 0, else 0.
   static V pos_or_zero(V c, V v) { return c > T(0) ? v : T(0); }
+  // v where c != 0 (NaN included), else 0: a factor of exactly 0 makes a product exactly 0.
+  static V where_nonzero(V c, V v) { return c != T(0) ? v : T(0); }
+  // x where x is NaN, else v.
+  static V keep_nan(V x, V v) { return x != x ? x : v; }
   // a / x where x != 0, else 0.
   static V nz_div(V a, V x) { return x != T(0) ? a / x : T(0); }
   // a where lo <= x <= hi, else 0.
@@ -82,6 +88,7 @@ template <>
 inline double Ops<double>::exp2_nonpos(double y) { return ::exp2(y); }
 template <>
 inline double Ops<double>::log(double x) { return ::log(x); }
+
 
 }  // namespace KD_ISA
 }  // namespace kd

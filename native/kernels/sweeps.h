@@ -101,11 +101,12 @@ KD_SWEEP_INLINE inline void sweep_fold(size_t cols, const typename O::Scalar* le
   }
 }
 
-// Whether the ops provide fma_where_pos(c, a, b, acc) = acc + a * b where c > 0, else acc (AVX-512).
+// Whether the ops provide fma_where_nonzero(c, a, b, acc) = acc + a * b where c != 0 (or is NaN), else
+// acc (AVX-512).
 template <class O, class = void>
 struct HasMaskedFma : std::false_type {};
 template <class O>
-struct HasMaskedFma<O, decltype(void(O::fma_where_pos(O::set1(0), O::set1(0), O::set1(0), O::set1(0))))>
+struct HasMaskedFma<O, decltype(void(O::fma_where_nonzero(O::set1(0), O::set1(0), O::set1(0), O::set1(0))))>
     : std::true_type {};
 
 // Whether the ops provide exp_nonpos_unguarded / exp2_nonpos_unguarded (AVX-512; see vecmath.h).
@@ -149,15 +150,16 @@ struct RowSum {
     static_assert(O::kBlock != 1, "the scalar reference keeps the guarded sums");
     part = O::fma(a, b, part);
   }
-  // Adds a * b in the lanes where c > 0; the others add nothing, also where a * b is NaN. Fused where
-  // the ops have a masked FMA (AVX-512: two operations instead of four).
-  KD_SWEEP_INLINE void add_prod_where_pos(typename O::V c, typename O::V a, typename O::V b) {
+  // Adds a * b in the lanes where c != 0 (NaN included); the others add nothing, also where a * b is
+  // NaN: a weight of exactly 0 (a target or probability of 0) times an infinite log contributes 0, as
+  // the term is absent. Fused where the ops have a masked FMA (AVX-512: two operations instead of four).
+  KD_SWEEP_INLINE void add_prod_where_nonzero(typename O::V c, typename O::V a, typename O::V b) {
     if constexpr (O::kBlock == 1) {
-      acc = O::acc_add(acc, O::pos_or_zero(c, O::mul(a, b)));
+      acc = O::acc_add(acc, O::where_nonzero(c, O::mul(a, b)));
     } else if constexpr (HasMaskedFma<O>::value) {
-      part = O::fma_where_pos(c, a, b, part);
+      part = O::fma_where_nonzero(c, a, b, part);
     } else {
-      part = O::add(part, O::pos_or_zero(c, O::mul(a, b)));
+      part = O::add(part, O::where_nonzero(c, O::mul(a, b)));
     }
   }
   double sum() const { return O::acc_sum(acc); }

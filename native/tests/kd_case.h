@@ -243,10 +243,11 @@ void reference(KdData<T>& D) {
     }
     if (!D.kept[r]) continue;
     for (int m = 0; m < 2; ++m) {
+      // The first index of the largest non-NaN value; -1 where every value is NaN.
       const LD* x = (m == 0 ? D.ls_.data() : D.lt_.data()) + r * C;
-      size_t best = 0;
-      for (size_t j = 1; j < C; ++j) {
-        if (x[j] > x[best]) best = j;
+      int64_t best = -1;
+      for (size_t j = 0; j < C; ++j) {
+        if (!std::isnan(x[j]) && (best < 0 || x[j] > x[best])) best = static_cast<int64_t>(j);
       }
       D.argmax[m * R + r] = static_cast<int32_t>(best);
     }

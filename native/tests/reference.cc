@@ -34,7 +34,9 @@ Softmax softmax(const LD* x, size_t n, LD temperature, LD z_min) {
   r.lse = std::log(sum);
   for (size_t j = 0; j < n; ++j) {
     r.logp[j] = r.z[j] - r.lse;
-    r.p[j] = r.z[j] < z_min ? 0 : std::exp(r.logp[j]);
+    // A row of -inf only (0 / 0), with +inf (inf / inf) or with NaN has no distribution: NaN.
+    r.p[j] = !std::isfinite(r.lse) ? NAN : r.z[j] < z_min ? 0 : std::exp(r.logp[j]);
+    if (!std::isfinite(r.lse)) r.logp[j] = NAN;
     if (r.p[j] > 0) r.cond += r.p[j] * std::fabs(r.z[j]);
   }
   return r;
@@ -59,12 +61,13 @@ KdRowRef kd_row_ref(const KdRowIn& in) {
     r.soft_mag += wt(Tt.p[j], std::fabs(Tt.z[j]) + std::fabs(S.z[j]));
   }
 
-  // Targets with label smoothing: y'_j = (1 - ls) y_j + ls / C, y = the row or one-hot(cls).
+  // Targets with label smoothing: y'_j = (1 - ls) y_j + ls / C, y = the row or one-hot(cls); at
+  // ls = 1 the targets' term is absent (y'_j = 1 / C whatever y is).
   std::vector<LD> y(C), yp(C);
   LD ysum = 0, ysum_abs = 0;
   for (size_t j = 0; j < C; ++j) {
     y[j] = in.y != nullptr ? in.y[j] : (static_cast<int64_t>(j) == in.cls ? 1 : 0);
-    yp[j] = (1 - in.label_smoothing) * y[j] + in.label_smoothing / static_cast<LD>(C);
+    yp[j] = (in.label_smoothing < 1 ? (1 - in.label_smoothing) * y[j] : 0) + in.label_smoothing / static_cast<LD>(C);
     ysum += yp[j];
     ysum_abs += std::fabs(yp[j]);
   }
@@ -76,18 +79,21 @@ KdRowRef kd_row_ref(const KdRowIn& in) {
     case kd::HardKind::kCrossEntropyLogits: {
       // -sum_j y'_j log_softmax(s)_j at temperature 1, as PyTorch's cross_entropy computes it:
       //   class index: (1 - ls) * (-log_softmax(s)_c) + (ls > 0 ? ls / C * sum_j -log_softmax(s)_j : 0)
-      //   matrix:      -sum_j ((1 - ls) y_j + ls / C) log_softmax(s)_j   (IEEE products)
-      // They differ only where a student logit is -inf: with class indices and ls = 0 the loss stays
-      // finite; a smoothed target puts mass on every class, so the loss is +inf.
+      //   matrix:      -sum_j ((1 - ls) y_j + ls / C) log_softmax(s)_j
+      // with a term whose factor is exactly 0 absent (a target of 0, (1 - ls) at ls = 1, the uniform
+      // term at ls = 0). A -inf student logit with target mass gives +inf; with class indices and
+      // ls = 0 the loss stays finite.
       const Softmax Q = softmax(in.s, C, 1, in.underflow_z);
       const LD ls = in.label_smoothing;
       if (in.y == nullptr) {
-        r.hard = -(1 - ls) * Q.logp[static_cast<size_t>(in.cls)];
+        if (in.cls >= 0 && static_cast<size_t>(in.cls) < C && ls < 1) {
+          r.hard = -(1 - ls) * Q.logp[static_cast<size_t>(in.cls)];
+        }
         if (ls > 0) {
           for (size_t j = 0; j < C; ++j) r.hard -= ls / static_cast<LD>(C) * Q.logp[j];
         }
       } else {
-        for (size_t j = 0; j < C; ++j) r.hard -= yp[j] * Q.logp[j];
+        for (size_t j = 0; j < C; ++j) r.hard -= wt(yp[j], Q.logp[j]);
       }
       r.hard_mag = ysum_abs * (1 + std::fabs(Q.lse) + Q.cond);
       for (size_t j = 0; j < C; ++j) {
@@ -105,7 +111,8 @@ KdRowRef kd_row_ref(const KdRowIn& in) {
         // ln of a bound rounded to the element type is off by ~u: the "1 +".
         r.hard_mag += wt(std::fabs(yp[j]), 1 + std::fabs(std::log(c)));
         const bool inside = in.s[j] >= in.clamp_lo && in.s[j] <= in.clamp_hi;
-        gh[j] = inside ? -yp[j] / in.s[j] : 0;
+        // A NaN probability with target mass: NaN, as its term of the loss.
+        gh[j] = inside ? -yp[j] / in.s[j] : (std::isnan(in.s[j]) && yp[j] != 0 ? in.s[j] : 0);
         gh_mag[j] = std::fabs(gh[j]);
       }
       break;
@@ -126,15 +133,16 @@ KdRowRef kd_row_ref(const KdRowIn& in) {
   }
 
   if (in.grad) {
-    // soft_scale * (p_s - p_t) / T + hard_scale * dHard/ds.
+    // soft_scale * (p_s - p_t) / T + hard_scale * dHard/ds; a scale of 0 leaves its term out.
     r.grad.resize(C);
     r.grad_mag.resize(C);
-    const LD gs = in.grad_soft_scale / in.temperature;
+    const LD gs = in.grad_soft_scale / in.temperature, ghs = in.grad_hard_scale;
     for (size_t j = 0; j < C; ++j) {
-      r.grad[j] = gs * (S.p[j] - Tt.p[j]) + in.grad_hard_scale * gh[j];
-      r.grad_mag[j] = std::fabs(gs) * (wt(S.p[j], 1 + std::fabs(S.z[j]) + S.cond) +
-                                       wt(Tt.p[j], 1 + std::fabs(Tt.z[j]) + Tt.cond)) +
-                      std::fabs(in.grad_hard_scale) * gh_mag[j];
+      r.grad[j] = (gs != 0 ? gs * (S.p[j] - Tt.p[j]) : 0) + (ghs != 0 ? ghs * gh[j] : 0);
+      r.grad_mag[j] = (gs != 0 ? std::fabs(gs) * (wt(S.p[j], 1 + std::fabs(S.z[j]) + S.cond) +
+                                                  wt(Tt.p[j], 1 + std::fabs(Tt.z[j]) + Tt.cond))
+                               : 0) +
+                      (ghs != 0 ? std::fabs(ghs) * gh_mag[j] : 0);
     }
   }
   return r;
@@ -157,7 +165,7 @@ RowRef feature_row_ref(const LD* s, const LD* t, size_t cols, int p, bool grad, 
       r.mag += a * std::fabs(d) * 2 + d * d;
     }
     if (grad) {
-      const LD sign = d > 0 ? 1 : (d < 0 ? -1 : 0);
+      const LD sign = d > 0 ? 1 : (d < 0 ? -1 : (d == 0 ? 0 : d));
       r.grad[j] = p == 1 ? grad_scale * sign : grad_scale * 2 * d;
       r.grad_mag[j] = p == 1 ? std::fabs(grad_scale) : std::fabs(grad_scale) * 2 * (std::fabs(d) + a);
     }

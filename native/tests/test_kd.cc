@@ -108,12 +108,12 @@ size_t suite_kd_dtype(Rng& rng) {
   return n;
 }
 
-// Cross-entropy on logits where some student logits are -inf (a common way to mask classes), in
-// the cases where the loss is well defined (PyTorch's cross_entropy agrees): class-index targets
-// without smoothing give a finite loss (the -inf classes have probability 0 and no target mass);
-// smoothed targets put mass on every class, so the loss is +inf. The gradient is finite throughout.
-// (Matrix targets without smoothing that are 0 at a -inf logit are left out: PyTorch gives NaN
-// there, 0 * -inf.)
+// Cross-entropy on logits where some student logits are -inf (a common way to mask classes):
+// class-index targets without smoothing give a finite loss (the -inf classes have probability 0 and
+// no target mass), as do matrix targets that are 0 there (the kernels leave a target of exactly 0 out,
+// where PyTorch's 0 * -inf gives NaN); smoothed targets put mass on every class, so the loss is +inf,
+// also at ls = 1 (where PyTorch gives NaN for class indices: the (1 - ls) term is absent here, not
+// 0 * -inf). The gradient is finite throughout.
 template <typename T>
 size_t suite_kd_neg_inf_ce(Rng& rng) {
   struct Form {
@@ -121,9 +121,11 @@ size_t suite_kd_neg_inf_ce(Rng& rng) {
     bool prob;
     double ls;
   };
-  const Form forms[] = {{TargetKind::kInt32, false, 0.0},   {TargetKind::kUint32, false, 0.0},
-                        {TargetKind::kInt32, false, 0.1},   {TargetKind::kMatrix, false, 0.1},
-                        {TargetKind::kMatrix, true, 0.1}};
+  const Form forms[] = {{TargetKind::kInt32, false, 0.0},  {TargetKind::kUint32, false, 0.0},
+                        {TargetKind::kInt32, false, 0.1},  {TargetKind::kMatrix, false, 0.1},
+                        {TargetKind::kMatrix, true, 0.1},  {TargetKind::kMatrix, false, 0.0},
+                        {TargetKind::kMatrix, true, 0.0},  {TargetKind::kInt32, false, 1.0},
+                        {TargetKind::kMatrix, false, 1.0}, {TargetKind::kMatrix, true, 1.0}};
   size_t n = 0;
   for (size_t cols : {2, 3, 5, 8, 9, 16, 17, 33, 67}) {
     for (const Form& f : forms) {
@@ -140,6 +142,161 @@ size_t suite_kd_neg_inf_ce(Rng& rng) {
   return n;
 }
 
+// ---- special values -------------------------------------------------------------------------------
+
+// Rows built around chosen values, every variant against the reference: NaN stays NaN and +-inf is
+// what exact arithmetic gives, with a term whose factor is exactly 0 left out (see kd_terms.h).
+struct SpecialRow {
+  std::vector<double> s, t, y;  // y: the target row (matrix targets)
+  int32_t cls = 0;              // index targets
+};
+
+template <typename T>
+void special_case(const std::string& what, KdConfig c, const std::vector<SpecialRow>& rows) {
+  KdData<T> D;
+  c.rows = rows.size();
+  c.cols = rows[0].s.size();
+  c.row_out = c.argmax = true;
+  D.cfg = c;
+  const size_t C = c.cols, N = c.rows * C;
+  D.s.reset(N, c.offset);
+  D.t.reset(N, c.offset);
+  if (c.tk == TargetKind::kMatrix) D.y.reset(N, c.offset);
+  if (c.tk == TargetKind::kInt32) D.ci.reset(c.rows, c.offset);
+  for (size_t r = 0; r < c.rows; ++r) {
+    for (size_t j = 0; j < C; ++j) {
+      D.s[r * C + j] = static_cast<T>(rows[r].s[j]);
+      D.t[r * C + j] = static_cast<T>(rows[r].t[j]);
+      if (c.tk == TargetKind::kMatrix) D.y[r * C + j] = static_cast<T>(rows[r].y[j]);
+    }
+    if (c.tk == TargetKind::kInt32) D.ci[r] = rows[r].cls;
+  }
+  reference(D);
+  run_data(D, fmt("kd %s special: %s (%s)", dtype_name<T>(), what.c_str(), describe(c).c_str()));
+}
+
+// Random logits (probabilities in (0, 1) for the probability cross-entropy) with one-hot targets.
+SpecialRow random_row(Rng& rng, size_t C, bool probs) {
+  SpecialRow r;
+  for (size_t j = 0; j < C; ++j) {
+    r.s.push_back(probs ? rng.uniform(0.01, 0.99) : 2 * rng.normal());
+    r.t.push_back(2 * rng.normal());
+  }
+  r.cls = static_cast<int32_t>(rng.below(C));
+  r.y.assign(C, 0.0);
+  r.y[static_cast<size_t>(r.cls)] = 1.0;
+  return r;
+}
+
+template <typename T>
+size_t suite_kd_special(Rng& rng) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  size_t n = 0;
+  for (size_t C : {4, 37, 1000}) {
+    for (double temperature : {1.0, 4.0}) {
+      for (double ls : {0.0, 0.1, 1.0}) {
+        KdConfig c;
+        c.temperature = temperature;
+        c.ls = ls;
+        c.grad = true;
+        c.seed = rng.next();
+        c.offset = rng.below(4);
+        for (TargetKind tk : {TargetKind::kInt32, TargetKind::kMatrix}) {
+          c.tk = tk;
+          // The probability cross-entropy with a NaN probability: at the target class (NaN loss and
+          // a NaN gradient there), elsewhere (NaN only where smoothing gives it target mass), as
+          // CrossEntropyLoss runs it (teacher = student, no soft term in the gradient) and fused.
+          c.hard = HardKind::kCrossEntropyProbs;
+          for (double gs : {0.0, 1.0}) {
+            c.gs = gs;
+            std::vector<SpecialRow> rows;
+            for (int k = 0; k < 2; ++k) {
+              SpecialRow r = random_row(rng, C, true);
+              const size_t at = k == 0 ? static_cast<size_t>(r.cls) : (static_cast<size_t>(r.cls) + 1) % C;
+              r.s[at] = nan;
+              if (gs == 0) r.t = r.s;
+              rows.push_back(r);
+            }
+            special_case<T>("NaN probability", c, rows);
+            ++n;
+          }
+          c.gs = 1.0;
+          // Cross-entropy on logits, ls = 1 included: a -inf logit at the target class gives +inf.
+          c.hard = HardKind::kCrossEntropyLogits;
+          {
+            std::vector<SpecialRow> rows;
+            for (int k = 0; k < 3; ++k) {
+              SpecialRow r = random_row(rng, C, false);
+              const size_t at = k == 0 ? static_cast<size_t>(r.cls) : (static_cast<size_t>(r.cls) + 1) % C;
+              if (C > 1 || k == 0) r.s[at] = -inf;
+              if (k == 2 && tk == TargetKind::kMatrix) {  // a probability row with mass at the -inf class
+                for (size_t j = 0; j < C; ++j) r.y[j] = 1.0 / static_cast<double>(C);
+              }
+              rows.push_back(r);
+            }
+            special_case<T>("-inf student logit", c, rows);
+            ++n;
+          }
+          if (tk == TargetKind::kMatrix) {
+            // NaN and negative target values: NaN stays NaN (unless ls = 1 leaves the targets out),
+            // a negative target counts as any other non-zero one.
+            for (HardKind hk : {HardKind::kCrossEntropyLogits, HardKind::kCrossEntropyProbs}) {
+              c.hard = hk;
+              std::vector<SpecialRow> rows;
+              for (int k = 0; k < 2; ++k) {
+                SpecialRow r = random_row(rng, C, hk == HardKind::kCrossEntropyProbs);
+                const size_t other = (static_cast<size_t>(r.cls) + 1) % C;
+                r.y[static_cast<size_t>(r.cls)] = k == 0 ? 1.5 : 0.5;
+                r.y[other] = k == 0 ? -0.5 : nan;
+                rows.push_back(r);
+              }
+              special_case<T>("NaN and negative targets", c, rows);
+              ++n;
+            }
+          }
+        }
+        // A class index outside [0, cols) (which the binding refuses) reads nothing: the row has no
+        // target mass.
+        c.tk = TargetKind::kInt32;
+        c.hard = HardKind::kCrossEntropyLogits;
+        c.ignore_index = -100;
+        std::vector<SpecialRow> rows;
+        for (int32_t cls : {static_cast<int32_t>(C), static_cast<int32_t>(C) + 1000, -7, INT32_MIN}) {
+          SpecialRow r = random_row(rng, C, false);
+          r.cls = cls;
+          rows.push_back(r);
+        }
+        special_case<T>("class index outside the row", c, rows);
+        ++n;
+      }
+    }
+    // NaN and +-inf logits in the soft term, every hard kind: rows of NaN only (argmax -1), -inf
+    // only, one +inf, NaN in one place, -inf in both rows at one class.
+    for (HardKind hk : {HardKind::kNone, HardKind::kCrossEntropyLogits, HardKind::kMse}) {
+      KdConfig c;
+      c.hard = hk;
+      c.tk = hk == HardKind::kNone ? TargetKind::kNone : TargetKind::kMatrix;
+      c.temperature = 2.0;
+      c.grad = true;
+      c.seed = rng.next();
+      std::vector<SpecialRow> rows;
+      for (int k = 0; k < 5; ++k) {
+        SpecialRow r = random_row(rng, C, false);
+        const size_t at = static_cast<size_t>(r.cls);
+        if (k == 0) r.s.assign(C, nan);
+        if (k == 1) r.t.assign(C, -inf);
+        if (k == 2) r.s[at] = inf;
+        if (k == 3) r.t[at] = nan;
+        if (k == 4) r.s[at] = r.t[at] = -inf;
+        rows.push_back(r);
+      }
+      special_case<T>("NaN and infinite logits", c, rows);
+      ++n;
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 void suite_kd() {
@@ -149,6 +306,8 @@ void suite_kd() {
   std::printf("  kd: %zu float and %zu double problems\n", nf, nd);
   const size_t ni = suite_kd_neg_inf_ce<float>(rng) + suite_kd_neg_inf_ce<double>(rng);
   std::printf("  kd: %zu problems of cross-entropy on logits with -inf student logits\n", ni);
+  const size_t ns = suite_kd_special<float>(rng) + suite_kd_special<double>(rng);
+  std::printf("  kd: %zu problems with NaN and infinite values\n", ns);
 }
 
 }  // namespace kdt
