@@ -1,9 +1,13 @@
 // Exact results at the edges, on both backends: NaN stays NaN, infinities follow exact arithmetic, a
 // term whose factor is exactly 0 is absent (label smoothing 1 or 0, targets of 0, a gradient scale of
-// 0), and the gradient scratch stays bounded.
+// 0), float32 intermediates that leave the float range do not change a finite loss, float64 attention
+// of nearly identical maps within its stated bound, and the gradient scratch stays bounded.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect } from 'chai';
-import { CrossEntropyLoss, DistillationLoss } from 'kdloss';
+import { AttentionTransferLoss, CrossEntropyLoss, DistillationLoss, FeatureDistillationLoss, getBackend } from 'kdloss';
 import { forEachBackend } from './helpers/backends';
+import { FIXTURES_DIR } from './helpers/fixtures';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
 const DTYPES: [string, Ctor][] = [
@@ -109,6 +113,80 @@ forEachBackend('numerics: label smoothing 1 and -Infinity logits', () => {
       expect(new CrossEntropyLoss().compute(s, mat(C, 1, 3, [1, 0, 0]))).to.be.closeTo(want, 1e-6);
     });
   }
+});
+
+forEachBackend('numerics: NaN and infinities in feature and attention maps', () => {
+  for (const [name, C] of DTYPES) {
+    for (const beta of [0.1, 0.57, 1, 2, 8.1]) {
+      it(`attention with beta ${beta} and a NaN in either map gives NaN (${name})`, () => {
+        const a = new AttentionTransferLoss(beta);
+        const ok = mat(C, 1, 4, [0.1, 0.5, 0.3, 1]);
+        const bad = mat(C, 1, 4, [0.2, NaN, 0.3, 1]);
+        const r = a.forward(bad, ok, { grad: true });
+        expect(r.loss).to.be.NaN;
+        expect(r.grad![1]).to.be.NaN;
+        expect(a.forward(ok, bad, { grad: true }).loss).to.be.NaN;
+        expect(a.forward(mat(C, 1, 4, [0.2, 0, 0.3, 1]), ok).loss, 'a zero stays 0^beta = 0').to.be.finite;
+      });
+    }
+
+    it(`feature p = 1 and 2: inf - inf is NaN, in the loss and the gradient (${name})`, () => {
+      for (const p of [1, 2] as const) {
+        const f = new FeatureDistillationLoss([1], p);
+        const r = f.forward([mat(C, 1, 3, [1, Infinity, 2])], [mat(C, 1, 3, [0, Infinity, 2])], { grad: true });
+        expect(r.loss, `p ${p}`).to.be.NaN;
+        const g = r.grads![0];
+        expect(g[1], `p ${p}`).to.be.NaN;
+        expect(g[0], `p ${p}`).to.be.greaterThan(0);
+        expect(g[2], `p ${p}`).to.equal(0);
+        expect(f.forward([mat(C, 1, 2, [-Infinity, 0])], [mat(C, 1, 2, [0, 0])]).loss, `p ${p}, inf`).to.equal(Infinity);
+      }
+    });
+
+    it(`float intermediates past the float range leave a finite loss finite (${name})`, () => {
+      const f2 = new FeatureDistillationLoss([1], 2);
+      expect(f2.forward([mat(C, 1, 2, [1e20, 0])], [mat(C, 1, 2, [0, 0])]).loss).to.be.closeTo(C.from([1e20])[0] ** 2 / 2, 1e27);
+      const f1 = new FeatureDistillationLoss([1], 1);
+      const x = C.from([3e38])[0];
+      expect(f1.forward([mat(C, 1, 2, [3e38, 0])], [mat(C, 1, 2, [-3e38, 0])]).loss).to.be.closeTo(x, x * 1e-15);
+      expect(new AttentionTransferLoss(2).forward(mat(C, 1, 2, [1e20, 1]), mat(C, 1, 2, [1, 1])).loss).to.be.closeTo(0.25, 1e-12);
+      expect(new AttentionTransferLoss(8.1).forward(mat(C, 1, 2, [1e5, 1]), mat(C, 1, 2, [1, 1])).loss).to.be.closeTo(0.25, 1e-12);
+    });
+  }
+});
+
+interface NearRow {
+  beta: number;
+  sigma: number;
+  rel: number;
+  s: number[];
+  t: number[];
+  loss: string;
+  mass: string;
+}
+
+forEachBackend('numerics: float64 attention of nearly identical maps', () => {
+  const fixture = JSON.parse(readFileSync(join(FIXTURES_DIR, 'numerics', 'attention_near.json'), 'utf8')) as {
+    cols: number;
+    rows: NearRow[];
+  };
+  it('each row is within 1e-12 relative where loss >= 1e-6 * mass, and within 1e-15 * sqrt(loss * mass) everywhere', () => {
+    const cols = fixture.cols;
+    let worst = 0;
+    for (const row of fixture.rows) {
+      const a = new AttentionTransferLoss(row.beta);
+      const r = a.forward(mat(Float64Array, 1, cols, row.s), mat(Float64Array, 1, cols, row.t), { reduction: 'none' });
+      const got = r.perSample![0] * cols;
+      const L = Number(row.loss);
+      const M = Number(row.mass);
+      const err = Math.abs(got - L);
+      const what = `beta ${row.beta} sigma ${row.sigma} rel ${row.rel} (${getBackend()}): ${got} vs ${L}`;
+      expect(err, what).to.be.at.most(1e-15 * Math.sqrt(L * M));
+      if (L >= 1e-6 * M) expect(err, what).to.be.at.most(1e-12 * L);
+      worst = Math.max(worst, err / Math.sqrt(L * M));
+    }
+    expect(worst).to.be.lessThan(1e-15);
+  });
 });
 
 forEachBackend('numerics: the gradient scratch is bounded', () => {

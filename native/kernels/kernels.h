@@ -118,6 +118,8 @@ struct KernelSet {
   void (*exp2_nonpos)(const T* in, T* out, size_t n);  // 2^y for y <= 0 (the KD soft term's exps)
   // Plain sum of n elements (memory roofline).
   double (*sum)(const T* in, size_t n);
+  // out[i] = |in[i]|^beta (beta > 0) as attention_rows takes it for a beta other than 1 and 2 (tests).
+  void (*abs_pow)(const T* in, T* out, size_t n, double beta);
 };
 
 // Three rows of exps, each padded to whole 64-byte lines, and up to two lines of slack: the kernel

@@ -33,12 +33,21 @@ double vsum(const typename O::Scalar* in, size_t n) {
   return acc.sum();
 }
 
+template <class O>
+void vpow(const typename O::Scalar* in, typename O::Scalar* out, size_t n, double beta) {
+  using T = typename O::Scalar;
+  const typename O::V b = O::set1(static_cast<T>(beta));
+  sweep<O>(n, out, [&](size_t j, size_t k) KD_SWEEP_INLINE {
+    storef<O>(out + j, k, abs_pow<O, 0>(loadf<O>(in + j, k, 1), b));
+  });
+}
+
 template <typename T>
 KernelSet<T> make_set() {
   using O = Ops<T>;
   return KernelSet<T>{&kd_rows<O>,          &feature_rows<O>,         &attention_rows<O>,
                       &vmap<O, &O::exp, 0>, &vmap<O, &O::log, 1>,     &vmap<O, &O::exp2_nonpos, 0>,
-                      &vsum<O>};
+                      &vsum<O>,             &vpow<O>};
 }
 
 // The table of this ISA; defined once per ISA .cc file.

@@ -8,6 +8,28 @@
 namespace kd {
 namespace KD_ISA {
 
+// Float rows whose loss is not finite are computed again in double, element by element, as the js
+// backend computes every row: there a float intermediate may have left the float range (|s - t| or
+// (s - t)^2, |x|^beta past FLT_MAX) where the exact value, a double, did not. Rows holding inf or NaN
+// come here too and keep their inf or NaN. (Double rows have no wider type to go to: their
+// intermediates overflow where the js backend's do.)
+template <typename S>
+constexpr bool kWideFallback = sizeof(S) < sizeof(double);
+
+inline double sign_of(double d) { return d > 0 ? 1.0 : (d < 0 ? -1.0 : (d == 0 ? 0.0 : d)); }
+
+// A feature row in double: sum_j |s - t|^p, and the gradient row grad_scale * p |d|^(p-1) sign(d).
+template <int kP, class S, class G>
+double feature_row_wide(const S* s, const S* t, size_t C, G* g, double grad_scale) {
+  double row = 0.0;
+  for (size_t j = 0; j < C; ++j) {
+    const double d = static_cast<double>(s[j]) - static_cast<double>(t[j]);
+    row += kP == 2 ? d * d : ::fabs(d);
+    if (g != nullptr) g[j] = static_cast<G>(grad_scale * kP * (kP == 2 ? d : sign_of(d)));
+  }
+  return row;
+}
+
 template <class O, int kP, bool kGrad>
 double feature_rows_impl(const FeatureLayer<typename O::Scalar>& L, size_t r0, size_t r1) {
   using T = typename O::Scalar;
@@ -24,7 +46,10 @@ double feature_rows_impl(const FeatureLayer<typename O::Scalar>& L, size_t r0, s
       acc.add(kP == 2 ? O::mul(d, d) : O::abs(d));
       if (kGrad) store_out<O>(L.grad + r * C + j, n, O::mul(scale, kP == 2 ? d : O::sign(d)));
     }, [&]() KD_SWEEP_INLINE { acc.fold(); });
-    const double row = acc.sum();
+    double row = acc.sum();
+    if (kWideFallback<T> && !__builtin_isfinite(row)) {
+      row = feature_row_wide<kP>(s, t, C, kGrad ? L.grad + r * C : nullptr, L.grad_scale);
+    }
     if (L.row_out) L.row_out[r] += L.row_weight * row;
     total += row;
   }
@@ -39,13 +64,20 @@ double feature_rows(const FeatureLayer<typename O::Scalar>& L, size_t r0, size_t
   return L.grad ? feature_rows_impl<O, 2, true>(L, r0, r1) : feature_rows_impl<O, 2, false>(L, r0, r1);
 }
 
-// |x|^beta with 0^beta = 0; beta 1 (kMode 1) and 2 (kMode 2) take exact shortcuts.
+// |x|^beta for beta > 0: 0^beta = 0, inf^beta = inf, NaN^beta = NaN. beta 1 (kMode 1) and 2 (kMode 2)
+// take exact shortcuts. Other betas: double lanes take pow_pos, whose error does not grow with
+// |beta ln|x|| (see vecmath.h); float lanes exp(beta ln|x|), whose error of about |beta ln|x|| 2^-24
+// stays inside the float32 tolerance for the maps' usual range (exp(-inf) = 0 gives 0^beta = 0).
 template <class O, int kMode>
 inline typename O::V abs_pow(typename O::V x, typename O::V beta) {
   if (kMode == 2) return O::mul(x, x);
   const typename O::V ax = O::abs(x);
   if (kMode == 1) return ax;
-  return O::pos_or_zero(ax, O::exp(O::mul(beta, O::log(ax))));
+  if constexpr (sizeof(typename O::Scalar) == 8) {
+    return O::pow_pos(ax, beta);
+  } else {
+    return O::exp(O::mul(beta, O::log(ax)));
+  }
 }
 
 // The one-sweep form of a row's loss is used while loss >= kAttentionOneSweep * (sum a_s^2 + sum a_t^2);
@@ -56,6 +88,40 @@ inline typename O::V abs_pow(typename O::V x, typename O::V beta) {
 // ratio of 2^-40, where both are noise; double rows keep a margin of 2^4.
 template <typename T>
 constexpr double kAttentionOneSweep = sizeof(T) == 4 ? 0x1p-40 : 0x1p-4;
+
+// An attention row in double (see kWideFallback), as attention_rows_impl defines it: the loss
+// sum_j (a_s - a_t)^2 and, with g, the gradient row.
+template <int kMode, class S, class G>
+double attention_row_wide(const S* s, const S* t, size_t C, double beta, G* g, double grad_scale) {
+  const auto pw = [&](double x) {
+    return kMode == 2 ? x * x : kMode == 1 ? ::fabs(x) : ::pow(::fabs(x), beta);
+  };
+  double Ss = 0.0, St = 0.0;
+  for (size_t j = 0; j < C; ++j) {
+    Ss += pw(static_cast<double>(s[j]));
+    St += pw(static_cast<double>(t[j]));
+  }
+  const bool norm_s = Ss > 1e-8;
+  const double ns = norm_s ? 1.0 / Ss : 1.0, nt = St > 1e-8 ? 1.0 / St : 1.0;
+  double row = 0.0, da = 0.0;
+  for (size_t j = 0; j < C; ++j) {
+    const double as = pw(static_cast<double>(s[j])) * ns;
+    const double d = as - pw(static_cast<double>(t[j])) * nt;
+    row += d * d;
+    da += d * as;
+  }
+  if (g != nullptr) {
+    const double sub = norm_s ? 2.0 * da : 0.0;
+    const double outer = grad_scale * beta * ns;
+    for (size_t j = 0; j < C; ++j) {
+      const double x = static_cast<double>(s[j]);
+      const double ps = pw(x);
+      const double gk = 2.0 * (ps * ns - pw(static_cast<double>(t[j])) * nt) - sub;
+      g[j] = x == 0.0 ? G(0) : static_cast<G>(outer * (ps / x) * gk);
+    }
+  }
+  return row;
+}
 
 template <class O, int kMode, bool kGrad>
 double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t r0, size_t r1) {
@@ -108,9 +174,11 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
       row = sq.sum();
       da = kGrad ? ga.sum() : 0.0;
     }
+    const bool wide = kWideFallback<T> && !__builtin_isfinite(row);
+    if (wide) row = attention_row_wide<kMode>(s, t, C, P.beta, kGrad ? P.grad + r * C : nullptr, P.grad_scale);
     if (P.row_out) P.row_out[r] = row / static_cast<double>(C);
     total += row;
-    if (kGrad) {
+    if (kGrad && !wide) {
       // g_k = 2 (a_s,k - a_t,k); dL/dx_k = beta |x_k|^(beta-1) sign(x_k) * ns * (g_k - sum_i g_i a_i)
       // when the row is normalised, else beta |x_k|^(beta-1) sign(x_k) * g_k. At x = 0 the gradient
       // is 0 for every beta (the subgradient, also where |x|^(beta-1) is unbounded).

@@ -60,7 +60,7 @@ struct Ops<float> {
   static V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static V sign(V a) {
     const V one = _mm256_or_ps(_mm256_and_ps(a, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
-    return _mm256_and_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_NEQ_OQ), one);
+    return keep_nan(a, _mm256_and_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_NEQ_OQ), one));
   }
   static V pos_or_zero(V c, V v) { return _mm256_and_ps(_mm256_cmp_ps(c, _mm256_setzero_ps(), _CMP_GT_OQ), v); }
   static V where_nonzero(V c, V v) { return _mm256_and_ps(_mm256_cmp_ps(c, _mm256_setzero_ps(), _CMP_NEQ_UQ), v); }
@@ -173,7 +173,7 @@ struct Ops<double> {
   static V abs(V a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
   static V sign(V a) {
     const V one = _mm256_or_pd(_mm256_and_pd(a, _mm256_set1_pd(-0.0)), _mm256_set1_pd(1.0));
-    return _mm256_and_pd(_mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_NEQ_OQ), one);
+    return keep_nan(a, _mm256_and_pd(_mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_NEQ_OQ), one));
   }
   static V pos_or_zero(V c, V v) { return _mm256_and_pd(_mm256_cmp_pd(c, _mm256_setzero_pd(), _CMP_GT_OQ), v); }
   static V where_nonzero(V c, V v) { return _mm256_and_pd(_mm256_cmp_pd(c, _mm256_setzero_pd(), _CMP_NEQ_UQ), v); }
@@ -209,6 +209,7 @@ struct Ops<double> {
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V pow_pos(V a, V beta) { return vm::pow_pos<Ops>(a, beta); }
 
   static double reduce_max(V v) {
     __m128d h = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));

@@ -70,7 +70,7 @@ struct Ops<float> {
   static V abs(V a) { return _mm512_abs_ps(a); }
   static V sign(V a) {
     const V one = _mm512_or_ps(_mm512_and_ps(a, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_OQ), one);
+    return keep_nan(a, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_OQ), one));
   }
   static V pos_or_zero(V c, V v) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_GT_OQ), v);
@@ -202,7 +202,7 @@ struct Ops<double> {
   static V abs(V a) { return _mm512_abs_pd(a); }
   static V sign(V a) {
     const V one = _mm512_or_pd(_mm512_and_pd(a, _mm512_set1_pd(-0.0)), _mm512_set1_pd(1.0));
-    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_NEQ_OQ), one);
+    return keep_nan(a, _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_NEQ_OQ), one));
   }
   static V pos_or_zero(V c, V v) {
     return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(c, _mm512_setzero_pd(), _CMP_GT_OQ), v);
@@ -249,6 +249,7 @@ struct Ops<double> {
   KD_VM_INLINE static V exp_nonpos_unguarded(V x) { return vm::exp_nonpos_unguarded<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos_unguarded(V y) { return vm::exp2_nonpos_unguarded<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V pow_pos(V a, V beta) { return vm::pow_pos<Ops>(a, beta); }
 
   static double reduce_max(V v) {
     __m256d m = _mm256_max_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));

@@ -70,7 +70,7 @@ struct Ops<float> {
     const M nz = vorrq_u32(vcgtq_f32(a, zero()), vcltq_f32(a, zero()));  // false for 0 and NaN
     const uint32x4_t sgn = vandq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u));
     const V one = vreinterpretq_f32_u32(vorrq_u32(sgn, vreinterpretq_u32_f32(vdupq_n_f32(1.0f))));
-    return mask_and(nz, one);
+    return keep_nan(a, mask_and(nz, one));
   }
   static V pos_or_zero(V c, V v) { return mask_and(vcgtq_f32(c, zero()), v); }
   static V where_nonzero(V c, V v) { return mask_and(vmvnq_u32(vceqq_f32(c, zero())), v); }
@@ -180,7 +180,7 @@ struct Ops<double> {
     const M nz = vorrq_u64(vcgtq_f64(a, zero()), vcltq_f64(a, zero()));
     const uint64x2_t sgn = vandq_u64(vreinterpretq_u64_f64(a), vdupq_n_u64(0x8000000000000000ull));
     const V one = vreinterpretq_f64_u64(vorrq_u64(sgn, vreinterpretq_u64_f64(vdupq_n_f64(1.0))));
-    return mask_and(nz, one);
+    return keep_nan(a, mask_and(nz, one));
   }
   static V pos_or_zero(V c, V v) { return mask_and(vcgtq_f64(c, zero()), v); }
   static V where_nonzero(V c, V v) {
@@ -216,6 +216,7 @@ struct Ops<double> {
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V pow_pos(V a, V beta) { return vm::pow_pos<Ops>(a, beta); }
 
   static double reduce_max(V v) {
     const double a = vgetq_lane_f64(v, 0), b = vgetq_lane_f64(v, 1);

@@ -6,10 +6,10 @@
 //   (non-temporal store to a vector-aligned address), fence (orders streamed stores), keep_n (zero
 //   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, where_nonzero,
 //   keep_nan, nz_div, in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), exp2_nonpos (2^y,
-//   y as for exp_nonpos), log, reduce_max, acc_zero, acc_add, acc_fma (a + x * y with x and y widened
-//   to double first: float products are exact), acc_sum.
+//   y as for exp_nonpos), log, pow_pos (double only), reduce_max, acc_zero, acc_add, acc_fma
+//   (a + x * y with x and y widened to double first: float products are exact), acc_sum.
 // The masks and selects treat NaN as the exact operation would: where_nonzero and nz_div keep a NaN
-// condition's lane, keep_nan returns NaN for NaN.
+// condition's lane, sign and keep_nan return NaN for NaN.
 // Row sums are kept as V partials over blocks of kBlock vectors and added into the (double) Acc once per
 // block (see sweep_fold in kernels_impl.h); kBlock == 1 here, which is plain double accumulation.
 // The SIMD headers (kBlock > 1) also provide sum8, the lane sums of 8 partials at once, for rows that
@@ -51,8 +51,8 @@ struct Ops {
   static V max(V a, V b) { return a > b ? a : b; }
   static V min(V a, V b) { return a < b ? a : b; }
   static V abs(V a) { return a < T(0) ? -a : a; }
-  // copysign(1, a) where a != 0, else 0.
-  static V sign(V a) { return a > T(0) ? T(1) : (a < T(0) ? T(-1) : T(0)); }
+  // copysign(1, a) where a != 0, 0 for +-0, NaN for NaN.
+  static V sign(V a) { return a > T(0) ? T(1) : (a < T(0) ? T(-1) : (a == T(0) ? T(0) : a)); }
   // v where c > 0, else 0.
   static V pos_or_zero(V c, V v) { return c > T(0) ? v : T(0); }
   // v where c != 0 (NaN included), else 0: a factor of exactly 0 makes a product exactly 0.
@@ -68,6 +68,7 @@ struct Ops {
   static V exp_nonpos(V x) { return exp(x); }  // exp of x <= 0 (softmax arguments)
   static V exp2_nonpos(V y);                     // 2^y for y <= 0
   static V log(V x);
+  static V pow_pos(V a, V beta);  // a^beta for a >= 0 and beta > 0 (double: the C library's pow)
 
   static T reduce_max(V v) { return v; }
   static Acc acc_zero() { return 0.0; }
@@ -88,7 +89,8 @@ template <>
 inline double Ops<double>::exp2_nonpos(double y) { return ::exp2(y); }
 template <>
 inline double Ops<double>::log(double x) { return ::log(x); }
-
+template <>
+inline double Ops<double>::pow_pos(double a, double beta) { return ::pow(a, beta); }
 
 }  // namespace KD_ISA
 }  // namespace kd

@@ -62,12 +62,19 @@ void check_grad(Case& cs, const std::string& key, const MapData<T>& D, const Buf
 
 // ---- feature_rows -------------------------------------------------------------------------------
 
+// Rows given instead of random ones (special values), rows * cols each.
+struct GivenRows {
+  std::vector<double> s, t;
+  const char* what = "";
+};
+
 struct FeatureConfig {
   size_t rows, cols, offset;
   int p;
   bool grad, row_out;
   double sigma, row_weight, grad_scale;
   uint64_t seed;
+  const GivenRows* given = nullptr;
 };
 
 template <typename T>
@@ -86,7 +93,14 @@ void feature_case(const FeatureConfig& c) {
   D.offset = c.offset;
   D.s.reset(c.rows * c.cols, c.offset);
   D.t.reset(c.rows * c.cols, c.offset);
-  for (size_t r = 0; r < c.rows; ++r) {
+  for (size_t r = 0; r < c.rows && c.given != nullptr; ++r) {
+    for (size_t j = 0; j < c.cols; ++j) {
+      D.s[r * c.cols + j] = static_cast<T>(c.given->s[r * c.cols + j]);
+      D.t[r * c.cols + j] = static_cast<T>(c.given->t[r * c.cols + j]);
+    }
+    D.kinds = std::string(" ") + c.given->what;
+  }
+  for (size_t r = 0; r < c.rows && c.given == nullptr; ++r) {
     const int kind = static_cast<int>(rng.below(5));  // 0-2 normal, 3 equal rows, 4 huge entries
     D.kinds += fmt(" %d", kind);
     for (size_t j = 0; j < c.cols; ++j) {
@@ -159,6 +173,7 @@ struct AttentionConfig {
   bool grad, row_out;
   double sigma, grad_scale;
   uint64_t seed;
+  const GivenRows* given = nullptr;
 };
 
 template <typename T>
@@ -197,7 +212,14 @@ void attention_case(const AttentionConfig& c) {
   D.offset = c.offset;
   D.s.reset(c.rows * c.cols, c.offset);
   D.t.reset(c.rows * c.cols, c.offset);
-  for (size_t r = 0; r < c.rows; ++r) {
+  for (size_t r = 0; r < c.rows && c.given != nullptr; ++r) {
+    for (size_t j = 0; j < c.cols; ++j) {
+      D.s[r * c.cols + j] = static_cast<T>(c.given->s[r * c.cols + j]);
+      D.t[r * c.cols + j] = static_cast<T>(c.given->t[r * c.cols + j]);
+    }
+    D.kinds = std::string(" ") + c.given->what;
+  }
+  for (size_t r = 0; r < c.rows && c.given == nullptr; ++r) {
     const uint64_t kinds = sizeof(T) == 8 ? 5 : 4;
     const int ks = rng.chance(0.5) ? 0 : static_cast<int>(rng.below(kinds));
     const int kt = rng.chance(0.5) ? 0 : static_cast<int>(rng.below(kinds));
@@ -322,6 +344,76 @@ void suite_maps_dtype(Rng& rng, size_t& nf, size_t& na) {
   }
 }
 
+// ---- special values -------------------------------------------------------------------------------
+
+// NaN and infinities in the maps (NaN stays NaN, infinities as exact arithmetic gives, for every
+// power), and float maps whose differences, squares or powers leave the float range where the exact
+// loss does not (the kernels take those rows in double).
+template <typename T>
+size_t suite_maps_special(Rng& rng) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  size_t n = 0;
+  for (size_t cols : {3, 37, 1000}) {
+    const size_t rows = 4;
+    // Row k of each set: 0 NaN in the student, 1 NaN in the teacher, 2 +inf in the student, 3 ordinary.
+    GivenRows g;
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t j = 0; j < cols; ++j) {
+        g.s.push_back(rng.normal());
+        g.t.push_back(rng.normal());
+      }
+      const size_t at = r * cols + rng.below(cols);
+      if (r == 0) g.s[at] = nan;
+      if (r == 1) g.t[at] = nan;
+      if (r == 2) g.s[at] = inf;
+    }
+    g.what = "NaN / NaN / inf / none";
+    for (double beta : {0.1, 0.57, 1.0, 2.0, 8.1}) {
+      for (int grad = 0; grad < 2; ++grad) {
+        attention_case<T>(AttentionConfig{rows, cols, rng.below(4), beta, grad != 0, true, 1.0, 0.7, rng.next(), &g});
+        ++n;
+      }
+    }
+    // Feature rows: inf - inf, inf against a finite value, NaN.
+    GivenRows f = g;
+    f.t[2 * cols + (std::find(f.s.begin() + 2 * cols, f.s.begin() + 3 * cols, inf) - f.s.begin() - 2 * cols)] = inf;
+    f.s[3 * cols] = -inf;
+    f.what = "NaN / NaN / inf - inf / -inf";
+    for (int p = 1; p <= 2; ++p) {
+      for (int grad = 0; grad < 2; ++grad) {
+        feature_case<T>(FeatureConfig{rows, cols, rng.below(4), p, grad != 0, true, 1.0, 0.5, 0.3, rng.next(), &f});
+        ++n;
+      }
+    }
+    // Beyond the float range in intermediates only: |s - t| up to 6e38, (s - t)^2 up to 1e40,
+    // |x|^2 = 1e40, |x|^8.1 = 1e40.5.
+    GivenRows big;
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t j = 0; j < cols; ++j) {
+        big.s.push_back(rng.normal());
+        big.t.push_back(rng.normal());
+      }
+    }
+    big.s[rng.below(cols)] = 3e38;
+    big.t[rng.below(cols)] = -3e38;
+    big.s[cols + rng.below(cols)] = 1e20;
+    big.t[2 * cols + rng.below(cols)] = -1e20;
+    big.s[3 * cols + rng.below(cols)] = 1e5;
+    big.what = "near FLT_MAX / 1e20 / -1e20 / 1e5";
+    for (int p = 1; p <= 2; ++p) {
+      // (grad_scale 0.1: 2 * 0.3 * 6e38 would round to +inf in float, correctly, but not in the reference)
+      feature_case<T>(FeatureConfig{rows, cols, 0, p, true, true, 1.0, 0.5, 0.1, rng.next(), &big});
+      ++n;
+    }
+    for (size_t r = 0; r < cols; ++r) big.s[r] = big.t[r] = 1.0;  // no 3e38 powers (they overflow double)
+    for (double beta : {2.0, 8.1}) {
+      attention_case<T>(AttentionConfig{rows, cols, 0, beta, true, true, 1.0, 0.7, rng.next(), &big});
+      ++n;
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 void suite_maps() {
@@ -330,6 +422,8 @@ void suite_maps() {
   suite_maps_dtype<float>(rng, nf, na);
   suite_maps_dtype<double>(rng, nf, na);
   std::printf("  maps: %zu feature and %zu attention problems\n", nf, na);
+  const size_t ns = suite_maps_special<float>(rng) + suite_maps_special<double>(rng);
+  std::printf("  maps: %zu problems with NaN, infinite and float-overflowing values\n", ns);
 }
 
 }  // namespace kdt

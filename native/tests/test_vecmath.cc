@@ -9,7 +9,10 @@
 //              -150 / -1075 (incl. -inf), NaN for NaN
 //   log float / double <= 1 ULP over all positive inputs, subnormals included;
 //   log(+-0) = -inf, log(x < 0) = NaN (also -inf), log(+inf) = +inf, log(NaN) = NaN.
-// The scalar table (C library expf/logf/exp/log) is held to the same bounds.
+//   |x|^beta double (attention's power for beta other than 1 and 2) <= 2 ULP for every x and beta
+//              <= 50 (1 + 0.03 beta beyond), subnormal and overflowing results included; 0^beta = 0,
+//              inf^beta = inf, NaN for NaN.
+// The scalar table (C library expf/logf/exp/log/pow) is held to the same bounds.
 //
 // References: float results against exp/log in double, double results against expl/logl.
 #include <algorithm>
@@ -402,6 +405,44 @@ void log_double(const Variant& v, Rng& rng) {
   chk.batch(edge, sizeof edge / sizeof edge[0]);
 }
 
+// |x|^beta in double (KernelSet::abs_pow) against powl, for betas from 1e-3 to 1e3.
+void pow_double(const Variant& v, Rng& rng) {
+  const kd::KernelSet<double>& k = set_of<double>(*v.table);
+  for (double beta : {1e-3, 0.1, 0.57, 1.5, 2.5, 8.1, 33.3, 50.0, 99.0, 1e3}) {
+    const double kMaxUlpPow = beta <= 50 ? 2.0 : 1.0 + 0.03 * beta;
+    Case cs(fmt("%s f64 abs_pow beta=%g", v.name.c_str(), beta));
+    const std::string key = fmt("%s/f64/abs_pow ulp", v.name.c_str());
+    const size_t n = scaled(200000, 4096);
+    std::vector<double> in(n);
+    for (size_t i = 0; i < n; ++i) {
+      const double u = rng.uniform();
+      in[i] = u < 0.5   ? std::ldexp(rng.uniform(0.5, 1.0), static_cast<int>(rng.below(2098)) - 1074)
+              : u < 0.8 ? rng.normal() * 10
+              : u < 0.95 ? 1.0 + rng.normal() * 1e-3
+                         : std::vector<double>{0.0, -0.0, kDInf, -kDInf, NAN, 1.0, -1.0, 4.9e-324}[rng.below(8)];
+    }
+    Buffer<double> out(n, rng.below(3));
+    k.abs_pow(in.data(), out.data(), n, beta);
+    int failures = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const LD a = std::fabs(static_cast<LD>(in[i]));
+      const LD ref = std::isnan(a) ? a : a == 0 ? 0 : std::pow(a, static_cast<LD>(beta));
+      const double d = ulp_distance<double>(out[i], ref);
+      if (d > kMaxUlpPow && failures < 3) {
+        ++failures;
+        cs.ulp(key, "abs_pow", static_cast<LD>(in[i]), ref, out[i], d, kMaxUlpPow);
+      }
+      Worst& w = g_report.worst(key);
+      ++w.checks;
+      if (d > w.ulp) {
+        w.ulp = d;
+        w.where = fmt("|%.17g|^%g", in[i], beta);
+      }
+    }
+    cs.expect(out.check_guard(), "output guard overwritten");
+  }
+}
+
 }  // namespace
 
 void suite_vecmath() {
@@ -413,6 +454,7 @@ void suite_vecmath() {
     exp_double(v, rng);
     log_double(v, rng);
     exp2_double(v, rng);
+    pow_double(v, rng);
   }
 }
 
