@@ -124,18 +124,31 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     if constexpr (kGrad) {
       // Sweep 3: grad = gs * (p_s - p_t) / T + gh * dHard/ds, from the exps saved in sweep 2 or the same
       // exps computed again (the unguarded ones where sweep 2 found them equal to the guarded ones).
+      // A row whose sums are all finite has no NaN or inf in its exps, logits or targets, so a
+      // coefficient of 0 makes its term exactly 0; any other row is swept with kCareful.
       const auto sg = soft.grad(sums, P.grad_soft_scale / P.temperature);
       const auto hg = hard.grad(sums, P.grad_hard_scale);
+      double all = 0.0;
+      for (unsigned i = 0; i < kSlotCount; ++i) all += sums[i];
+      const bool careful = !__builtin_isfinite(all);  // includes every row with guarded exps
       if constexpr (kSaved) {
-        grad_sweep<O, true, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+        if (careful) {
+          grad_sweep<O, true, true, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+        } else {
+          grad_sweep<O, true, true, false>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+        }
       } else if constexpr (HasUnguardedExp<O>::value) {
         if (guarded) {
-          grad_sweep<O, false, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+          grad_sweep<O, false, true, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+        } else if (careful) {
+          grad_sweep<O, false, false, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
         } else {
-          grad_sweep<O, false, false>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+          grad_sweep<O, false, false, false>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
         }
+      } else if (careful) {
+        grad_sweep<O, false, true, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
       } else {
-        grad_sweep<O, false, true>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
+        grad_sweep<O, false, true, false>(row, C, exps, hard, sg, hg, g, stream_grad, prefetch);
       }
     }
     if (group_full) pending.finish(P, soft, hard, out);

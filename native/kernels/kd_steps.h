@@ -245,15 +245,16 @@ struct PassChunk {
 // ---- step 4: the gradient row -------------------------------------------------------------------
 
 // g = the soft term's part plus the hard term's, chunk by chunk (write_row: streamed with stream,
-// each(j) called first, which prefetches the next row).
-template <class O, bool kSaved, bool kGuarded, class Row, class Exps, class Hard, class SoftGrad,
+// each(j) called first, which prefetches the next row). kCareful: the row's sums are not all finite
+// (see the terms' Grad).
+template <class O, bool kSaved, bool kGuarded, bool kCareful, class Row, class Exps, class Hard, class SoftGrad,
           class HardGrad, class G, class Each>
 KD_SWEEP_INLINE inline void grad_sweep(const Row& row, size_t C, const Exps& exps, const Hard& hard,
                                        const SoftGrad& soft_grad, const HardGrad& hard_grad, G* g,
                                        bool stream, Each&& each) {
   write_row<O>(g, C, stream, each, [&](size_t j, size_t n) KD_SWEEP_INLINE {
     const PassChunk<O, kSaved, kGuarded, Row, Exps, Hard> c{row, exps, hard, j, n};
-    return hard_grad.at(c, soft_grad.at(c));
+    return hard_grad.template at<kCareful>(c, soft_grad.template at<kCareful>(c));
   });
 }
 

@@ -10,8 +10,10 @@
 //                                only because of an exact 0 times an infinite log
 //   kLogs, log_args(sums, logs)  the arguments of the logs its value needs (taken with the group's)
 //   value(sums, logs)            the row's soft loss
-//   grad(sums, gs).at(c)         the gradient's soft part at PassChunk c (c.es(), c.et(), c.ds() ...),
-//                                gs = grad_soft_scale / T
+//   grad(sums, gs).at<kCareful>(c)  the gradient's soft part at PassChunk c (c.es(), c.et(), c.ds()
+//                                ...), gs = grad_soft_scale / T; kCareful (rows whose sums are not all
+//                                finite): a term with a coefficient of exactly 0 stays absent even
+//                                where the chunk holds NaN or inf (elsewhere the 0 coefficient does it)
 // A divergence that needs its normalisers before its sums (such as a JSD's log of the mixture) adds
 // its own pass over PassChunks between sweep 2 and the finishing.
 //
@@ -58,9 +60,9 @@ struct ForwardKl {
   struct Grad {
     V cs, ct;
     bool on;
-    template <class C>
+    template <bool kCareful, class C>
     KD_SWEEP_INLINE V at(const C& c) const {
-      if (!on) return O::set1(0);
+      if (kCareful && !on) return O::set1(0);
       return O::fma(cs, c.es(), O::mul(ct, c.et()));
     }
   };
@@ -197,23 +199,26 @@ struct HardTerm {
     return 0.0;
   }
 
-  // gh * dHard/ds added to the soft part gv, at PassChunk c; with gh == 0 the term is absent.
+  // gh * dHard/ds added to the soft part gv, at PassChunk c; with gh == 0 the term is absent (see the
+  // soft term's Grad for kCareful). Everything a chunk needs is held by value: the gradient's stores
+  // could otherwise alias it, and it would be loaded again for every chunk.
   struct Grad {
-    const HardTerm& h;
-    V c1, cy, cu, c_mse, gh_v, yu, one_m_ls;
-    bool on;
-    template <class C>
+    V c1, cy, cu, c_mse, gh_v, yu, one_m_ls, c_lo, c_hi;
+    bool on, targets_enter;
+    template <bool kCareful, class C>
     KD_SWEEP_INLINE V at(const C& c, V gv) const {
-      if (!on) return gv;
+      if (kCareful && !on) return gv;
       if constexpr (kCeLogits) {
         const V g = O::add(O::fma(c1, c.e1(), gv), cu);
-        return h.targets_enter ? O::fma(cy, c.y(), g) : g;
+        return kCareful && !targets_enter ? g : O::fma(cy, c.y(), g);
       } else if constexpr (kCeProbs) {
-        // d/ds of -y' ln(clamp(s)) = -y'/s inside the clamp range, 0 outside; NaN at a NaN s with y'.
+        // d/ds of -y' ln(clamp(s)) = -y'/s inside the clamp range, 0 outside; NaN at a NaN s with y'
+        // (such a row's sums are NaN, so it is swept with kCareful).
         const V xs = c.xs(static_cast<T>(0.5));
-        const V yv = h.targets_enter ? O::fma(one_m_ls, c.y(), yu) : yu;
-        const V d = O::in_range_or_zero(xs, h.c_lo, h.c_hi, O::mul(gh_v, O::div(yv, xs)));
-        return O::add(gv, O::where_nonzero(yv, O::keep_nan(xs, d)));
+        const V yv = kCareful && !targets_enter ? yu : O::fma(one_m_ls, c.y(), yu);
+        V d = O::in_range_or_zero(xs, c_lo, c_hi, O::mul(gh_v, O::div(yv, xs)));
+        if constexpr (kCareful) d = O::where_nonzero(yv, O::keep_nan(xs, d));
+        return O::add(gv, d);
       } else if constexpr (kMse) {
         return O::fma(c_mse, O::sub(c.xs(), c.y()), gv);
       } else {
@@ -224,15 +229,17 @@ struct HardTerm {
   Grad grad(const double* sums, double gh) const {
     const double z1 = kCeLogits ? sums[kZ1] : 1.0;
     const double ys = kCeLogits ? ysum_s(sums) : 0.0;
-    return Grad{*this,
-                O::set1(static_cast<T>(gh * ys / z1)),
+    return Grad{O::set1(static_cast<T>(gh * ys / z1)),
                 O::set1(static_cast<T>(-gh * (1.0 - ls))),
                 O::set1(static_cast<T>(-gh * ls_c)),  // smoothing mass on every class
                 O::set1(static_cast<T>(2.0 * gh / static_cast<double>(cols))),
                 O::set1(static_cast<T>(-gh)),
                 O::set1(static_cast<T>(ls_c)),
                 O::set1(static_cast<T>(1.0 - ls)),
-                gh != 0.0};
+                c_lo,
+                c_hi,
+                gh != 0.0,
+                targets_enter};
   }
 };
 
