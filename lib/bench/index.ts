@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { DType } from '../matrix';
+import { packageVersion } from '../util/package';
 import { largeMapCaseId, selectCases, selectThreadCases, THREAD_COUNTS } from './cases';
 import { renderChart } from './svg';
 import type {
@@ -85,15 +86,6 @@ function cpuModel(): string {
     // not Linux
   }
   return os.cpus()[0]?.model ?? 'unknown';
-}
-
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** The package's git commit (with '+dirty' for local changes), when it is a checkout. */

@@ -8,7 +8,8 @@
  * @module
  */
 import { parseArgs } from 'util';
-import { UsageError } from '../cli/errors';
+import { UsageError } from '../util/errors';
+import { parseArgsMessage } from '../util/text';
 import { selectCases, selectThreadCases } from './cases';
 import { formatResults } from './format';
 import { runBenchmarks, writeResults } from './index';
@@ -77,10 +78,7 @@ export function parseBenchArgs(argv: string[]): Parsed {
       },
     }));
   } catch (err) {
-    let msg = (err as Error).message.split('\n')[0];
-    const i = msg.indexOf('. To specify a positional');
-    if (i >= 0) msg = msg.slice(0, i);
-    throw new UsageError(`bench: ${msg} (see kdloss bench --help)`);
+    throw new UsageError(`bench: ${parseArgsMessage(err)} (see kdloss bench --help)`);
   }
   const options: BenchOptions = {};
   if (values.quick) options.quick = true;

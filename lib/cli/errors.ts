@@ -1,28 +1,12 @@
 /**
- * Errors of the command line. Each is reported as one line on stderr (no stack trace) with its exit code.
+ * Errors of `kdloss eval`. Each is reported as one line on stderr (no stack trace) with its exit code;
+ * the base classes and exit codes are shared with `kdloss bench` (lib/util/errors.ts).
  * @module
  */
+import { CliError, EXIT_INTERRUPTED } from '../util/errors';
+import { firstLine } from '../util/text';
 
-/** Exit codes of `kdloss`. */
-export const EXIT_OK = 0;
-/** An unexpected failure (a bug): reported with a hint to get the stack. */
-export const EXIT_INTERNAL = 1;
-/** Bad input or usage. */
-export const EXIT_INPUT = 2;
-/** Stopped by SIGINT (128 + 2, the shell convention). */
-export const EXIT_INTERRUPTED = 130;
-
-/** A problem with the user's input: a file, a flag or their combination. Exit code 2. */
-export class CliError extends Error {
-  /** The process exit code this error ends the command with. */
-  readonly exitCode: number;
-
-  constructor(message: string, exitCode = EXIT_INPUT) {
-    super(message);
-    this.name = 'CliError';
-    this.exitCode = exitCode;
-  }
-}
+export { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, UsageError } from '../util/errors';
 
 /** A problem with one input file; the message starts with the file's name. */
 export class FileError extends CliError {
@@ -33,14 +17,6 @@ export class FileError extends CliError {
     super(`${file}: ${problem}`);
     this.name = 'FileError';
     this.file = file;
-  }
-}
-
-/** A bad command line (unknown flag, missing value, value out of range). Exit code 2. */
-export class UsageError extends CliError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
   }
 }
 
@@ -74,10 +50,4 @@ export function fsProblem(err: unknown): string {
     default:
       return e?.code ? `${e.code}: ${firstLine(e.message)}` : firstLine(String((err as Error)?.message ?? err));
   }
-}
-
-/** The first line of a message (errors are reported on one line). */
-export function firstLine(s: string): string {
-  const i = s.indexOf('\n');
-  return i < 0 ? s : s.slice(0, i);
 }

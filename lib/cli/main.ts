@@ -6,8 +6,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'util';
+import { packageVersion } from '../util/package';
+import { firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
-import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, firstLine, InterruptedError, UsageError } from './errors';
+import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InterruptedError, UsageError } from './errors';
 
 const USAGE = `Usage: kdloss <command> [options]
 
@@ -51,15 +53,6 @@ Environment: KDLOSS_BACKEND=native|js selects the backend, KDLOSS_ISA=scalar|avx
 kernel variant.
 `;
 
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
 /** Parses a number flag. */
 function numberFlag(name: string, v: string | undefined, fallback: number, check: (x: number) => boolean, expected: string): number {
   if (v === undefined) return fallback;
@@ -71,13 +64,6 @@ function numberFlag(name: string, v: string | undefined, fallback: number, check
 function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
   return numberFlag(name, v, 0, (x) => Number.isInteger(x) && x >= lo && x <= hi, `an integer in [${lo}, ${hi}]`);
-}
-
-/** The message of a util.parseArgs error, on one line and without its long hint. */
-function parseArgsMessage(err: unknown): string {
-  const msg = firstLine((err as Error).message);
-  const i = msg.indexOf('. To specify a positional');
-  return i < 0 ? msg : msg.slice(0, i);
 }
 
 interface Io {
@@ -205,7 +191,7 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         return EXIT_OK;
       case '-v':
       case '--version':
-        io.stdout.write(`kdloss ${version()}\n`);
+        io.stdout.write(`kdloss ${packageVersion()}\n`);
         return EXIT_OK;
       case 'eval':
         return await runEval(rest, io);
