@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { BenchResults, CaseResult, Timing } from '../dist/bench/types';
+import { Rng } from './helpers/random';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'kdloss.js');
@@ -20,6 +21,10 @@ const benchMain = require(path.join(ROOT, 'dist', 'bench', 'main.js')) as typeof
 const format = require(path.join(ROOT, 'dist', 'bench', 'format.js')) as typeof import('../dist/bench/format');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const scaling = require(path.join(ROOT, 'dist', 'bench', 'scaling.js')) as typeof import('../dist/bench/scaling');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const cases = require(path.join(ROOT, 'dist', 'bench', 'cases.js')) as typeof import('../dist/bench/cases');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const libRng = require(path.join(ROOT, 'dist', 'util', 'rng.js')) as typeof import('../dist/util/rng');
 
 interface CliResult {
   code: number | null;
@@ -232,6 +237,19 @@ describe('benchmark chart (svg.ts)', () => {
     expect(svg.si(4.096e6)).to.equal('4.1M');
     expect(svg.si(1e10)).to.equal('10G');
     expect(svg.xmlEscape(`a<b>&"c'`)).to.equal('a&lt;b&gt;&amp;&quot;c&apos;');
+  });
+});
+
+describe('benchmark inputs', () => {
+  it("come from the tests' seeded generator (xorshift32: seed 1 gives 270369 / 2^32 first)", () => {
+    expect(new libRng.Rng(1).uniform()).to.equal(270369 / 2 ** 32);
+    expect(new libRng.Rng(0).uniform(), 'seed 0 is seed 1').to.equal(270369 / 2 ** 32);
+    expect(new Rng(7)).to.be.instanceOf(libRng.Rng);
+    const r = new Rng(1234);
+    const expected = Float32Array.from({ length: 100 }, () => r.normal(3));
+    expect(cases.randomArray('float32', 100, 3, 1234)).to.deep.equal(expected);
+    const c = new Rng(99);
+    expect(cases.randomClasses(50, 7, 99)).to.deep.equal(Int32Array.from({ length: 50 }, () => c.int(7)));
   });
 });
 
