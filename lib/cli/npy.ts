@@ -12,9 +12,10 @@
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import { FileError, fsProblem } from './errors';
+import type { ElementType, RowSource } from './source';
 
 /** Element types the reader supports. */
-export type NpyDType = 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64';
+export type NpyDType = ElementType;
 
 /** A parsed .npy header. */
 export interface NpyHeader {
@@ -87,8 +88,8 @@ class PyLiteralParser {
     const c = this.s[this.i];
     if (c === undefined) throw new Error('unexpected end');
     if (c === '{') return this.dict();
-    if (c === '(') return this.seq('(', ')');
-    if (c === '[') return this.seq('[', ']');
+    if (c === '(') return this.seq(')');
+    if (c === '[') return this.seq(']');
     if (c === "'" || c === '"') return this.str();
     const m = /^(True|False|None|[+-]?\d+L?)/.exec(this.s.slice(this.i, this.i + 40));
     if (!m) throw new Error(`unexpected '${c}' at offset ${this.i}`);
@@ -111,8 +112,9 @@ class PyLiteralParser {
     return out;
   }
 
-  private seq(open: string, close: string): PyValue[] {
-    this.i++; // open
+  /** A tuple or list from its opening bracket to `close`. */
+  private seq(close: string): PyValue[] {
+    this.i++; // the opening bracket
     const out: PyValue[] = [];
     for (;;) {
       this.ws();
@@ -230,27 +232,28 @@ export function shapeStr(shape: readonly number[]): string {
 // Reading
 
 /** An open .npy file read in row chunks (row = all elements after the first axis). */
-export class NpyReader {
+export class NpyReader implements RowSource {
+  readonly dtype: NpyDType;
+  readonly typeName: string;
+  readonly itemsize: number;
+  readonly shape: readonly number[];
+  readonly rows: number;
+  readonly rowElements: number;
+  readonly rowBytes: number;
+
   private constructor(
     /** The file as given on the command line. */
     readonly file: string,
     private readonly fh: fsp.FileHandle,
     readonly header: NpyHeader,
-  ) {}
-
-  /** Rows: the first axis. */
-  get rows(): number {
-    return this.header.shape.length === 0 ? 1 : this.header.shape[0];
-  }
-
-  /** Elements per row: the product of the remaining axes. */
-  get rowElements(): number {
-    return this.header.shape.slice(1).reduce((a, b) => a * b, 1);
-  }
-
-  /** Bytes per row. */
-  get rowBytes(): number {
-    return this.rowElements * this.header.itemsize;
+  ) {
+    this.dtype = header.dtype;
+    this.typeName = describeDescr(header.descr);
+    this.itemsize = header.itemsize;
+    this.shape = header.shape;
+    this.rows = header.shape.length === 0 ? 1 : header.shape[0];
+    this.rowElements = header.shape.slice(1).reduce((a, b) => a * b, 1);
+    this.rowBytes = this.rowElements * header.itemsize;
   }
 
   /**
