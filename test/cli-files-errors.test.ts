@@ -261,7 +261,7 @@ describe('kdloss eval: bad input files', () => {
         what: 'an unwritable --per-sample path',
         args: () => good({}, ['--per-sample', path.join(tmp.path, 'no-such-dir', 'out.npy')]),
         file: () => path.join(tmp.path, 'no-such-dir', 'out.npy'),
-        pattern: /cannot write: no such file/,
+        pattern: /cannot write: no such directory/,
       },
     ];
 

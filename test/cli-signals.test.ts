@@ -57,9 +57,11 @@ describe('kdloss eval: streaming and signals', () => {
         ['eval', '--student', f('big-s.npy'), '--teacher', f('big-t.npy'), '--labels', f('big-y.npy'), '--chunk-rows', '1000', '--per-sample', out],
         { KDLOSS_CLI_TEST_DELAY_MS: '20' },
       );
-      // The output file appears once the inputs are checked and the loop is about to start.
+      // The temporary output appears once the inputs are checked and the loop is about to start.
+      const temporary = (): string[] => fs.readdirSync(tmp.path).filter((n) => n.startsWith('.interrupted.npy.'));
       const t0 = Date.now();
-      while (!fs.existsSync(out) && Date.now() - t0 < 20000) await new Promise((r) => setTimeout(r, 10));
+      while (temporary().length === 0 && Date.now() - t0 < 20000) await new Promise((r) => setTimeout(r, 10));
+      expect(temporary(), 'temporary output').to.have.length(1);
       await new Promise((r) => setTimeout(r, 200));
       child.kill('SIGINT');
       const [code, sig] = await exited;
@@ -73,6 +75,7 @@ describe('kdloss eval: streaming and signals', () => {
       expect(n % 1000).to.equal(0);
       expect(n).to.be.below(BLOCK * REPEATS);
       expect(fs.existsSync(out)).to.equal(false);
+      expect(temporary()).to.deep.equal([]);
     });
   });
 });

@@ -3,7 +3,8 @@
  * the base classes and exit codes are shared with `kdloss bench` (lib/util/errors.ts).
  * @module
  */
-import { CliError, EXIT_INTERRUPTED } from '../util/errors';
+import { constants } from 'os';
+import { CliError } from '../util/errors';
 import { firstLine } from '../util/text';
 
 export { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, UsageError } from '../util/errors';
@@ -20,15 +21,26 @@ export class FileError extends CliError {
   }
 }
 
-/** The run was interrupted (SIGINT) after `rows` rows. Exit code 130. */
+/** Signals that stop a run cleanly (outputs removed), and so end it with 128 + their number. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** The exit code of a run stopped by `signal`: 128 + its number (130 for SIGINT), the shell convention. */
+export function signalExitCode(signal: StopSignal): number {
+  return 128 + constants.signals[signal];
+}
+
+/** The run was stopped by a signal (Ctrl-C: SIGINT) after `rows` rows. Exit code 128 + the signal's number. */
 export class InterruptedError extends CliError {
   /** Rows fully evaluated before the interruption. */
   readonly rows: number;
+  readonly signal: StopSignal;
 
-  constructor(rows: number) {
-    super(`interrupted after ${rows} rows`, EXIT_INTERRUPTED);
+  constructor(rows: number, signal: StopSignal = 'SIGINT') {
+    super(signal === 'SIGINT' ? `interrupted after ${rows} rows` : `terminated by ${signal} after ${rows} rows`, signalExitCode(signal));
     this.name = 'InterruptedError';
     this.rows = rows;
+    this.signal = signal;
   }
 }
 
@@ -47,7 +59,16 @@ export function fsProblem(err: unknown): string {
       return 'a component of the path is not a directory';
     case 'ENOSPC':
       return 'no space left on device';
-    default:
-      return e?.code ? `${e.code}: ${firstLine(e.message)}` : firstLine(String((err as Error)?.message ?? err));
+    case 'EDQUOT':
+      return 'disk quota exceeded';
+    case 'EFBIG':
+      return 'file too large (the file size limit, ulimit -f)';
+    case 'EROFS':
+      return 'read-only file system';
+    default: {
+      // Node's messages start with the code again ("EIO: i/o error, read"): say it once.
+      const msg = firstLine(String((err as Error)?.message ?? err));
+      return e?.code && !msg.startsWith(`${e.code}:`) ? `${e.code}: ${msg}` : msg;
+    }
   }
 }

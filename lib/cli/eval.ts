@@ -9,7 +9,7 @@ import { DistillationLoss, getBackend, isa } from '../index';
 import type { DType } from '../matrix';
 import { EvalAccumulator, type ClassTotals } from './accumulator';
 import { ChunkReader, closeInputs, type EvalInputs, type LabelsKind, openInputs } from './chunks';
-import { InterruptedError } from './errors';
+import { InterruptedError, STOP_SIGNALS } from './errors';
 import type { KlHistogram } from './histogram';
 import { NpyF64Writer } from './npy';
 
@@ -33,7 +33,10 @@ export interface EvalConfig {
   threads?: number;
   /** Rows per chunk (default: about {@link DEFAULT_CHUNK_BYTES} per input, at most {@link MAX_CHUNK_ROWS}). */
   chunkRows?: number;
-  /** Aborting stops reading and the in-flight computation; {@link evaluate} then rejects with an InterruptedError. */
+  /**
+   * Aborting stops reading and the in-flight computation; {@link evaluate} then rejects with an
+   * InterruptedError for the signal given as the abort's reason ('SIGINT', 'SIGTERM', 'SIGHUP').
+   */
   signal?: AbortSignal;
   /** Called after each chunk with the rows done so far. */
   onProgress?: (rowsDone: number, rowsTotal: number) => void;
@@ -137,7 +140,9 @@ function summarize(config: EvalConfig, inputs: EvalInputs, acc: EvalAccumulator,
 export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
   const signal = config.signal;
   let done = 0;
-  const interrupted = (): InterruptedError => new InterruptedError(done);
+  // The reason an abort gives is the signal that stopped the run (SIGINT when it gives none).
+  const interrupted = (): InterruptedError =>
+    new InterruptedError(done, STOP_SIGNALS.find((s) => s === signal?.reason) ?? 'SIGINT');
   const inputs = await openInputs(config);
   let writer: NpyF64Writer | null = null;
   try {
@@ -153,7 +158,13 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
     const noLabels = hasLabels ? null : new Int32Array(chunkRows);
     const acc = new EvalAccumulator(cols, hasLabels);
 
-    if (config.perSample !== undefined) writer = await NpyF64Writer.create(config.perSample, rows);
+    if (config.perSample !== undefined) {
+      const named = (['student', 'teacher', 'labels'] as const).flatMap((flag) => {
+        const source = inputs[flag];
+        return source ? [{ flag, file: source.file, identity: source.identity }] : [];
+      });
+      writer = await NpyF64Writer.create(config.perSample, rows, named);
+    }
     config.onStart?.({ rows, cols, dtype: inputs.dtype, chunkRows });
     const testDelay = Number(process.env.KDLOSS_CLI_TEST_DELAY_MS) || 0; // tests: slows each chunk down
 
@@ -183,7 +194,10 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
           teacherArgmax: res.teacherArgmax!,
           labels: chunk.labels,
         });
-        if (writer) writer.write(hasLabels ? res.perSample! : res.perSampleSoft!.map((v) => softWeight * v));
+        if (writer) {
+          writer.check();
+          writer.write(hasLabels ? res.perSample! : res.perSampleSoft!.map((v) => softWeight * v));
+        }
         done += n;
         config.onProgress?.(done, rows);
         if (testDelay > 0) {

@@ -4,12 +4,11 @@
  * @module
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { parseArgs } from 'util';
 import { packageVersion } from '../util/package';
 import { firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
-import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, InterruptedError, UsageError } from './errors';
+import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
 
 const USAGE = `Usage: kdloss <command> [options]
 
@@ -110,26 +109,23 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   const threads = intFlag('threads', str('threads'), 1, 1024);
   const chunkRows = intFlag('chunk-rows', str('chunk-rows'), 1, 1 << 24);
   const perSample = str('per-sample');
-  if (perSample !== undefined) {
-    const out = path.resolve(perSample);
-    for (const k of ['student', 'teacher', 'labels']) {
-      const f = str(k);
-      if (f !== undefined && path.resolve(f) === out) throw new UsageError(`--per-sample: ${perSample} is also the --${k} input`);
-    }
-  }
 
   // Loaded here so that a failure to load the library (e.g. a bad KDLOSS_ISA) is reported like any error.
   const { evaluate } = await import('./eval');
   const { formatText, ProgressBar: Bar, toJson } = await import('./report');
 
   const controller = new AbortController();
-  let sigints = 0;
-  const onSigint = (): void => {
-    sigints++;
-    if (sigints === 1) controller.abort();
-    else process.exit(EXIT_INTERRUPTED); // a second Ctrl-C while stopping: leave at once
+  let stopping = false;
+  const onSignal = (signal: StopSignal): void => {
+    if (!stopping) {
+      stopping = true;
+      controller.abort(signal);
+    } else {
+      // A second signal while stopping: leave at once (the exit hook still removes temporary outputs).
+      process.exit(signalExitCode(signal));
+    }
   };
-  process.on('SIGINT', onSigint);
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
   const progress: { bar: ProgressBar | null } = { bar: null };
   try {
     const summary = await evaluate({
@@ -158,7 +154,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     return EXIT_OK;
   } finally {
     progress.bar?.clear();
-    process.removeListener('SIGINT', onSigint);
+    for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
   }
 }
 
@@ -203,10 +199,6 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         );
     }
   } catch (err) {
-    if (err instanceof InterruptedError) {
-      io.stderr.write(`kdloss: ${err.message}\n`);
-      return EXIT_INTERRUPTED;
-    }
     if (err instanceof CliError) {
       io.stderr.write(`kdloss: ${err.message}\n`);
       return err.exitCode;
@@ -235,7 +227,7 @@ export function cli(): void {
   void run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
     // After Ctrl-C, do not wait for the cancelled computation to wind down.
-    if (code === EXIT_INTERRUPTED) process.exit(code);
+    if (STOP_SIGNALS.some((s) => signalExitCode(s) === code)) process.exit(code);
   });
 }
 

@@ -12,6 +12,7 @@
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import { FileError, fsProblem } from './errors';
+import { type FileIdentity, type NamedInput, OutputFile } from './output';
 import type { ElementType, RowSource } from './source';
 
 /** Element types the reader supports. */
@@ -246,6 +247,7 @@ export class NpyReader implements RowSource {
     readonly file: string,
     private readonly fh: fsp.FileHandle,
     readonly header: NpyHeader,
+    readonly identity: FileIdentity,
   ) {
     this.dtype = header.dtype;
     this.typeName = describeDescr(header.descr);
@@ -283,7 +285,7 @@ export class NpyReader implements RowSource {
           head = full;
         }
       }
-      return new NpyReader(file, fh, parseNpyHeader(head, st.size, file));
+      return new NpyReader(file, fh, parseNpyHeader(head, st.size, file), { dev: st.dev, ino: st.ino });
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
@@ -351,41 +353,44 @@ export function npyHeader(descr: string, shape: readonly number[]): Buffer {
 
 /**
  * Writes a 1-D float64 .npy file of known length in pieces: the header first, then the values as
- * they come. {@link close} checks that exactly `length` values were written.
+ * they come, into a temporary file renamed over the destination by {@link NpyF64Writer.close} once
+ * exactly `length` values were written (see output.ts).
  */
 export class NpyF64Writer {
   private written = 0;
   private position: number;
   private pending: Promise<void> = Promise.resolve();
+  /** The first failed write, reported by {@link check}, {@link flush} and {@link close}. */
+  private failure: FileError | null = null;
 
   private constructor(
-    readonly file: string,
-    private readonly fh: fsp.FileHandle,
+    private readonly out: OutputFile,
     readonly length: number,
     headerBytes: number,
   ) {
     this.position = headerBytes;
   }
 
+  /** The output as given on the command line. */
+  get file(): string {
+    return this.out.file;
+  }
+
   /**
-   * Creates (or truncates) `file` and writes the header of a float64 array of `length` values.
-   * @throws FileError when the file cannot be created
+   * Creates the temporary file for `file` and writes the header of a float64 array of `length` values.
+   * @param inputs the files `file` must not be (compared by device and inode)
+   * @throws CliError / FileError when `file` is an input, not a regular file, or cannot be written
    */
-  static async create(file: string, length: number): Promise<NpyF64Writer> {
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(file, 'w');
-    } catch (err) {
-      throw new FileError(file, `cannot write: ${fsProblem(err)}`);
-    }
+  static async create(file: string, length: number, inputs: readonly NamedInput[] = [], flag = 'per-sample'): Promise<NpyF64Writer> {
+    const out = await OutputFile.create(file, flag, inputs);
     const header = npyHeader('<f8', [length]);
     try {
-      await fh.write(header, 0, header.length, 0);
+      await out.handle.write(header, 0, header.length, 0);
     } catch (err) {
-      await fh.close().catch(() => undefined);
+      await out.discard();
       throw new FileError(file, `cannot write: ${fsProblem(err)}`);
     }
-    return new NpyF64Writer(file, fh, length, header.length);
+    return new NpyF64Writer(out, length, header.length);
   }
 
   /**
@@ -399,37 +404,41 @@ export class NpyF64Writer {
     this.position += values.byteLength;
     const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
     this.pending = this.pending.then(async () => {
+      if (this.failure) return;
       let done = 0;
       while (done < bytes.length) {
         try {
-          const { bytesWritten } = await this.fh.write(bytes, done, bytes.length - done, position + done);
+          const { bytesWritten } = await this.out.handle.write(bytes, done, bytes.length - done, position + done);
           done += bytesWritten;
         } catch (err) {
-          throw new FileError(this.file, `write failed: ${fsProblem(err)}`);
+          this.failure = new FileError(this.file, `write failed: ${fsProblem(err)}`);
+          return;
         }
       }
     });
   }
 
-  /** Waits for every queued write. */
+  /** Throws the first failed write, if any (writes run in the background: call between pieces to stop early). */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits for every queued write; throws the first failed one. */
   async flush(): Promise<void> {
     await this.pending;
+    this.check();
   }
 
-  /** Flushes, checks the count and closes. */
+  /** Flushes, checks the count and renames the file into place. */
   async close(): Promise<void> {
-    try {
-      await this.flush();
-      if (this.written !== this.length) throw new Error(`${this.file}: ${this.written} of ${this.length} values written`);
-    } finally {
-      await this.fh.close().catch(() => undefined);
-    }
+    await this.flush();
+    if (this.written !== this.length) throw new Error(`${this.file}: ${this.written} of ${this.length} values written`);
+    await this.out.commit();
   }
 
-  /** Closes and removes the partial file (after an error or an interruption). */
+  /** Removes the temporary file (after an error or an interruption); the destination is untouched. */
   async discard(): Promise<void> {
-    await this.pending.catch(() => undefined);
-    await this.fh.close().catch(() => undefined);
-    await fsp.unlink(this.file).catch(() => undefined);
+    await this.pending;
+    await this.out.discard();
   }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { NpyReader } from './npy';
+import type { FileIdentity } from './output';
 
 /** Element types a source may hold. */
 export type ElementType = 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64';
@@ -27,6 +28,8 @@ export interface RowSource {
   readonly rowElements: number;
   /** Bytes per row: rowElements * itemsize. */
   readonly rowBytes: number;
+  /** The open file's device and inode: an output must never be this file. */
+  readonly identity: FileIdentity;
   /**
    * Reads rows [row, row + n) into `dst` (at least n * rowBytes bytes), as stored (little-endian).
    * @throws FileError when the file cannot be read or ends early
