@@ -1,7 +1,9 @@
 // `kdloss eval` on bad input files: every one exits with code 2 and one line on stderr naming the file,
 // without a stack trace.
 import { expect } from 'chai';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import { type CliResult, COLS, evalArgs, expectInputError, ROWS, runCli, T32, tempDir, writeSmallData, Y } from './helpers/cli';
 import { npyHeader, toInt64, writeMatrix, writeNpy } from './helpers/npy';
@@ -30,7 +32,32 @@ describe('kdloss eval: bad input files', () => {
     }
     const cases: Case[] = [
       { what: 'a missing file', args: () => good({ teacher: f('nope.npy') }), file: () => f('nope.npy'), pattern: /no such file/ },
-      { what: 'a directory', args: () => good({ student: tmp.path }), file: () => tmp.path, pattern: /is a directory/ },
+      { what: 'a directory', args: () => good({ student: tmp.path }), file: () => tmp.path, pattern: /not a regular file \(a directory\)/ },
+      {
+        what: 'a FIFO (which blocked open() forever)',
+        args: () => {
+          execFileSync('mkfifo', [f('fifo.npy')]);
+          return good({ student: f('fifo.npy') });
+        },
+        file: () => f('fifo.npy'),
+        pattern: /not a regular file \(a FIFO\)/,
+      },
+      {
+        what: 'a FIFO as the labels',
+        args: () => {
+          execFileSync('mkfifo', [f('fifo-labels.npy')]);
+          return good({ labels: f('fifo-labels.npy') });
+        },
+        file: () => f('fifo-labels.npy'),
+        pattern: /not a regular file \(a FIFO\)/,
+      },
+      { what: 'a character device', args: () => good({ teacher: '/dev/zero' }), file: () => '/dev/zero', pattern: /not a regular file \(a character device\)/ },
+      {
+        what: 'a socket',
+        args: () => good({ teacher: f('socket.npy') }),
+        file: () => f('socket.npy'),
+        pattern: /not a regular file \(a socket\)/,
+      },
       { what: 'an empty file', args: () => good({ student: raw('empty.npy', Buffer.alloc(0)) }), file: () => f('empty.npy'), pattern: /empty file/ },
       {
         what: 'a bad magic',
@@ -269,11 +296,16 @@ describe('kdloss eval: bad input files', () => {
     const results = new Map<string, CliResult>();
     before(async function () {
       this.timeout(120000);
+      // A listening Unix socket for the socket case, closed once every run is done.
+      const server = net.createServer();
+      await new Promise<void>((resolve) => server.listen(f('socket.npy'), resolve));
       const queue = [...cases];
       const worker = async (): Promise<void> => {
-        for (let c = queue.shift(); c !== undefined; c = queue.shift()) results.set(c.what, await runCli(c.args()));
+        // Killed after 15 s: a run that hangs (a FIFO) fails its test instead of the suite.
+        for (let c = queue.shift(); c !== undefined; c = queue.shift()) results.set(c.what, await runCli(c.args(), {}, { timeoutMs: 15000 }));
       };
       await Promise.all([worker(), worker(), worker(), worker()]);
+      server.close();
     });
 
     for (const c of cases) {

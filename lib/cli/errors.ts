@@ -3,6 +3,7 @@
  * the base classes and exit codes are shared with `kdloss bench` (lib/util/errors.ts).
  * @module
  */
+import type { Stats } from 'fs';
 import { constants } from 'os';
 import { CliError } from '../util/errors';
 import { firstLine } from '../util/text';
@@ -54,7 +55,7 @@ export function fsProblem(err: unknown): string {
     case 'EPERM':
       return 'permission denied';
     case 'EISDIR':
-      return 'is a directory, not a .npy file';
+      return 'is a directory';
     case 'ENOTDIR':
       return 'a component of the path is not a directory';
     case 'ENOSPC':
@@ -71,4 +72,15 @@ export function fsProblem(err: unknown): string {
       return e?.code && !msg.startsWith(`${e.code}:`) ? `${e.code}: ${msg}` : msg;
     }
   }
+}
+
+/** A description of a non-regular file's kind: 'a directory', 'a FIFO', ... */
+export function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  return 'not a regular file';
 }

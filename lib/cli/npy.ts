@@ -9,9 +9,9 @@
  * padded with spaces and a newline, then the raw data.
  * @module
  */
-import { promises as fsp } from 'fs';
+import { constants, promises as fsp, type Stats } from 'fs';
 import * as os from 'os';
-import { FileError, fsProblem } from './errors';
+import { FileError, fileKind, fsProblem } from './errors';
 import { type FileIdentity, type NamedInput, OutputFile } from './output';
 import type { ElementType, RowSource } from './source';
 
@@ -263,15 +263,25 @@ export class NpyReader implements RowSource {
    * @throws FileError for a missing or unreadable file and every header problem
    */
   static async open(file: string): Promise<NpyReader> {
+    // Only regular files: opening a FIFO blocks until a writer comes, a device or socket never ends or
+    // fails. Checked before open, and again on the open file (O_NONBLOCK: a FIFO put there in between
+    // opens at once instead of blocking, and is refused).
+    let before: Stats;
+    try {
+      before = await fsp.stat(file);
+    } catch (err) {
+      throw new FileError(file, fsProblem(err));
+    }
+    if (!before.isFile()) throw new FileError(file, `not a regular file (${fileKind(before)})`);
     let fh: fsp.FileHandle;
     try {
-      fh = await fsp.open(file, 'r');
+      fh = await fsp.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       throw new FileError(file, fsProblem(err));
     }
     try {
       const st = await fh.stat();
-      if (st.isDirectory()) throw new FileError(file, 'is a directory, not a .npy file');
+      if (!st.isFile()) throw new FileError(file, `not a regular file (${fileKind(st)})`);
       const prefix = Buffer.alloc(Math.min(st.size, 12));
       await readFully(fh, prefix, 0, file);
       let head: Uint8Array = prefix;

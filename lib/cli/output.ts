@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { CliError, FileError, fsProblem } from './errors';
+import { CliError, FileError, fileKind, fsProblem } from './errors';
 
 /** What identifies a file on this machine, whatever path names it. */
 export interface FileIdentity {
@@ -43,17 +43,6 @@ export function removeTemporariesSync(): void {
     }
   }
   temporaries.clear();
-}
-
-/** A description of a non-regular file's kind: 'a directory', 'a FIFO', ... */
-export function fileKind(st: fs.Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSymbolicLink()) return 'a symbolic link';
-  return 'not a regular file';
 }
 
 /**
