@@ -5,6 +5,8 @@
  * Memory is bounded by the two sets whatever the file size.
  * @module
  */
+import { constants as bufferConstants } from 'buffer';
+import * as os from 'os';
 import { allocFloat, type DType, type FloatArray } from '../matrix';
 import { CliError, FileError } from './errors';
 import { shapeStr } from './npy';
@@ -187,21 +189,89 @@ interface BufferSet {
   labels: Int32Array | null;
 }
 
+/** The most elements (of any type) one typed array holds in this runtime. */
+export const MAX_ARRAY_LENGTH = bufferConstants.MAX_LENGTH;
+
+/** Bytes as '1.2 GB' / '340 MB' for messages. */
+function fmtBytes(b: number): string {
+  return b >= 1e9 ? `${(b / 1e9).toFixed(1)} GB` : `${Math.max(1, Math.round(b / 1e6))} MB`;
+}
+
+/** The bytes the two buffer sets of `rows`-row chunks take. */
+function chunkBytes(inputs: EvalInputs, rows: number): number {
+  const logits = 2 * rows * inputs.cols * inputs.student.itemsize;
+  const labels = inputs.labels ? rows * (inputs.labels.rowBytes + 4) : 0;
+  return 2 * (logits + labels);
+}
+
+/**
+ * Checks that chunks of `chunkRows` rows fit: every buffer within one typed array, both buffer sets
+ * within this machine's memory.
+ * @param given whether `chunkRows` came from --chunk-rows (else it is the default, one row at least)
+ * @throws FileError for a row too wide for one array; CliError for chunks too large, saying how to lower them
+ */
+function checkChunkSize(inputs: EvalInputs, chunkRows: number, given: boolean): void {
+  const { student, labels, cols, dtype } = inputs;
+  // Elements of the largest array of one row: the logits, or the raw bytes of a one-hot label row.
+  const rowLength = Math.max(cols, labels ? labels.rowBytes : 0);
+  if (rowLength > MAX_ARRAY_LENGTH) {
+    const file = cols > MAX_ARRAY_LENGTH ? student.file : labels!.file;
+    throw new FileError(
+      file,
+      `rows of ${cols} classes are too wide: kdloss reads whole rows, and one array holds at most ${MAX_ARRAY_LENGTH} ${cols > MAX_ARRAY_LENGTH ? 'elements' : 'bytes'}`,
+    );
+  }
+  const what = `chunks of ${chunkRows} rows x ${cols} classes (${dtype}${labels ? `, ${labels.dtype} labels` : ''})`;
+  const maxRows = Math.max(1, Math.floor(MAX_ARRAY_LENGTH / rowLength));
+  if (chunkRows > maxRows) {
+    throw new CliError(
+      `--chunk-rows ${chunkRows}: ${what} need arrays of ${chunkRows * rowLength} elements, more than one array holds (${MAX_ARRAY_LENGTH}); use --chunk-rows ${maxRows} or fewer`,
+    );
+  }
+  const need = chunkBytes(inputs, chunkRows);
+  const memory = os.totalmem();
+  if (need > memory) {
+    const fit = Math.floor(memory / chunkBytes(inputs, 1));
+    throw new CliError(
+      given
+        ? `--chunk-rows ${chunkRows}: ${what} need ${fmtBytes(need)} of buffers (two sets of the inputs' rows), more than this machine's memory (${fmtBytes(memory)}); use --chunk-rows ${Math.max(1, Math.floor(fit / 2))} or fewer`
+        : `${student.file}: rows of ${cols} classes (${dtype}) need ${fmtBytes(need)} of buffers for one row of each input, twice, more than this machine's memory (${fmtBytes(memory)})`,
+    );
+  }
+}
+
 /** Reads the inputs in chunks of `chunkRows` rows, double-buffered (see the module comment). */
 export class ChunkReader {
   private readonly sets: [BufferSet, BufferSet];
 
+  /**
+   * Allocates the two buffer sets.
+   * @param given whether `chunkRows` came from --chunk-rows (for messages)
+   * @throws FileError / CliError when chunks of `chunkRows` rows cannot be held (see {@link checkChunkSize})
+   */
   constructor(
     private readonly inputs: EvalInputs,
     readonly chunkRows: number,
+    given = true,
   ) {
+    checkChunkSize(inputs, chunkRows, given);
     const make = (): BufferSet => ({
       student: allocFloat(inputs.dtype, chunkRows * inputs.cols),
       teacher: allocFloat(inputs.dtype, chunkRows * inputs.cols),
       labelsRaw: inputs.labels ? new Uint8Array(chunkRows * inputs.labels.rowBytes) : null,
       labels: inputs.labels ? new Int32Array(chunkRows) : null,
     });
-    this.sets = [make(), make()];
+    try {
+      this.sets = [make(), make()];
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      const need = fmtBytes(chunkBytes(inputs, chunkRows));
+      throw new CliError(
+        given
+          ? `--chunk-rows ${chunkRows}: the chunk buffers (${need}) could not be allocated; use a smaller --chunk-rows`
+          : `${inputs.student.file}: the chunk buffers (${need}) could not be allocated`,
+      );
+    }
   }
 
   /** Reads rows [row, row + n) into `set`. */
