@@ -9,7 +9,7 @@
  */
 import { parseArgs } from 'util';
 import { UsageError } from '../util/errors';
-import { parseArgsMessage } from '../util/text';
+import { escapeText, parseArgsMessage } from '../util/text';
 import { selectCases, selectThreadCases } from './cases';
 import { formatResults } from './format';
 import { runBenchmarks, writeResults } from './index';
@@ -120,7 +120,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   process.stdout.write(`${json ? JSON.stringify(results, null, 2) : formatResults(results)}\n`);
   if (write) {
     const files = writeResults(results, out);
-    process.stderr.write(`[bench] results written to ${files.join(', ')}\n`);
+    process.stderr.write(`[bench] results written to ${escapeText(files.join(', '))}\n`);
   }
   return results.variants.length > 0 ? 0 : 1;
 }
@@ -132,7 +132,7 @@ if (require.main === module) {
     },
     (err: Error) => {
       if (err instanceof UsageError) {
-        process.stderr.write(`${err.message}\n`);
+        process.stderr.write(`${escapeText(err.message)}\n`);
         process.exitCode = err.exitCode;
       } else {
         process.stderr.write(`bench: ${err.stack ?? err.message}\n`);

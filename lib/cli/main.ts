@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import { parseArgs } from 'util';
 import { packageVersion } from '../util/package';
-import { firstLine, parseArgsMessage } from '../util/text';
+import { escapeJson, escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
 import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
 
@@ -146,7 +146,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     progress.bar?.clear();
     if (values.json) {
       const maxRssBytes = peakRssBytes();
-      io.stdout.write(`${JSON.stringify(toJson(summary, maxRssBytes), null, 2)}\n`);
+      io.stdout.write(`${escapeJson(JSON.stringify(toJson(summary, maxRssBytes), null, 2))}\n`);
     } else {
       const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
       io.stdout.write(formatText(summary, width));
@@ -199,20 +199,22 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         );
     }
   } catch (err) {
+    // One line, whatever the message holds (file names and header text are the user's): escaped.
+    const say = (msg: string): void => {
+      io.stderr.write(`kdloss: ${escapeText(msg)}\n`);
+    };
     if (err instanceof CliError) {
-      io.stderr.write(`kdloss: ${err.message}\n`);
+      say(err.message);
       return err.exitCode;
     }
     const code = (err as { code?: unknown })?.code;
     if (typeof code === 'string' && code.startsWith('ERR_KD_')) {
       // A library error (ConfigError, ShapeError, InputError, NativeError): bad input or setup.
-      io.stderr.write(`kdloss: ${firstLine((err as Error).message)}\n`);
+      say(firstLine((err as Error).message));
       return EXIT_INPUT;
     }
     if (process.env.KDLOSS_DEBUG) io.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-    io.stderr.write(
-      `kdloss: internal error: ${firstLine(String((err as Error)?.message ?? err))}${process.env.KDLOSS_DEBUG ? '' : ' (KDLOSS_DEBUG=1 shows the stack)'}\n`,
-    );
+    say(`internal error: ${firstLine(String((err as Error)?.message ?? err))}${process.env.KDLOSS_DEBUG ? '' : ' (KDLOSS_DEBUG=1 shows the stack)'}`);
     return EXIT_INTERNAL;
   }
 }
