@@ -10,6 +10,8 @@ import { Rng } from './helpers/random';
 const accumulator = require(path.join(ROOT, 'dist', 'cli', 'accumulator.js')) as typeof import('../dist/cli/accumulator');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const chunks = require(path.join(ROOT, 'dist', 'cli', 'chunks.js')) as typeof import('../dist/cli/chunks');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const json = require(path.join(ROOT, 'dist', 'cli', 'json.js')) as typeof import('../dist/cli/json');
 const { EvalAccumulator } = accumulator;
 type ChunkResult = import('../dist/cli/accumulator').ChunkResult;
 
@@ -115,6 +117,40 @@ describe('kdloss eval accumulator', () => {
     expect(() => EvalAccumulator.fromState({ ...state, format: 'x' as 'kdloss-eval-accumulator/1' })).to.throw(/unknown accumulator format/);
     expect(() => EvalAccumulator.fromState({ ...state, classes: [{ ...state.classes[0], class: COLS_A }] })).to.throw(/out of range/);
     expect(() => EvalAccumulator.fromState({ ...state, histogram: { ...state.histogram, perDecade: 10 } })).to.throw(/binning/);
+  });
+
+  it('sums infinities as exact arithmetic does (Infinity, not NaN; Infinity - Infinity is NaN)', () => {
+    const sum = (xs: number[]): number => {
+      const s = new accumulator.Sum();
+      for (const x of xs) s.add(x);
+      return s.value;
+    };
+    expect(sum([1, Infinity, 2])).to.equal(Infinity);
+    expect(sum([-Infinity, 1e300])).to.equal(-Infinity);
+    expect(sum([Infinity, -Infinity])).to.be.NaN;
+    expect(sum([1e308, 1e308])).to.equal(Infinity);
+    expect(sum([1, 1e100, 1, -1e100])).to.equal(2);
+    const c = randomRows(10, 3, 14);
+    c.perSampleSoft[4] = Infinity;
+    const t = accumulate(c, 3, 3).totals();
+    expect(t.soft).to.equal(Infinity);
+    expect(t.perClass!.find((k) => k.class === c.labels![4])!.meanKl).to.equal(Infinity);
+  });
+
+  it('writes non-finite sums as strings in JSON and reads them back', () => {
+    const c = randomRows(30, 4, 15);
+    c.perSampleSoft[1] = Infinity;
+    c.perSampleSoft[2] = NaN;
+    const acc = accumulate(c, 4, 7);
+    const text = json.toJsonText(acc.toState());
+    expect(text).to.include('"Infinity"');
+    expect(text).to.include('"NaN"');
+    expect(text).to.not.include('null');
+    const back = EvalAccumulator.fromState(JSON.parse(text));
+    expect(json.toJsonText(back.toState())).to.equal(text);
+    expect(back.totals().klHistogram).to.deep.equal(acc.totals().klHistogram);
+    expect(json.fromJsonNumber('-Infinity')).to.equal(-Infinity);
+    expect(() => json.fromJsonNumber(null)).to.throw(TypeError);
   });
 
   it('keeps NaN and infinite KL apart from the counts (NaN rows outside the bins)', () => {

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { getBackend, type Matrix, setBackend } from 'kdloss';
 import { forEachBackend } from './helpers/backends';
 import { COLS, expectMatches, expectRel, reference, ROOT, ROWS, runCli, runJson, S32, S64, T32, T64, tempDir, writeSmallData, Y } from './helpers/cli';
-import { readNpy } from './helpers/npy';
+import { readNpy, writeMatrix } from './helpers/npy';
 
 const SAMPLE = path.join(ROOT, 'examples', 'sample');
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'sample-golden.json');
@@ -146,6 +146,53 @@ describe('kdloss eval: numbers and report', () => {
       expect(r.stdout).to.match(/hard \(CE\)\s+n\/a/);
       expect(r.stdout).to.match(/student accuracy\s+n\/a/);
       expect(r.stdout).to.not.match(/Per class/);
+    });
+  });
+
+  forEachBackend('kdloss eval --json: NaN and infinities are strings, null is "not defined"', (backend) => {
+    const env = { KDLOSS_BACKEND: backend };
+
+    /** Every null in a JSON value, by path. */
+    const nulls = (v: unknown, at = ''): string[] => {
+      if (v === null) return [at];
+      if (typeof v !== 'object') return [];
+      return Object.entries(v as object).flatMap(([k, x]) => nulls(x, at === '' ? k : `${at}.${k}`));
+    };
+
+    before(() => {
+      // Row 3: a NaN student logit (NaN KL and CE); row 5: a -Infinity student logit where the teacher
+      // has mass (infinite KL).
+      const s = Float32Array.from(S32.data);
+      s[3 * COLS + 1] = NaN;
+      s[5 * COLS + 2] = -Infinity;
+      writeMatrix(f(`nonfinite-s-${backend}.npy`), { data: s, rows: ROWS, cols: COLS });
+    });
+
+    it('writes NaN and Infinity as strings, also in the per-class table and the histogram', async () => {
+      const out = await runJson(['eval', '--student', f(`nonfinite-s-${backend}.npy`), '--teacher', f('t32.npy'), '--labels', f('y64.npy')], env);
+      expect([out.loss, out.soft, out.hard]).to.deep.equal(['NaN', 'NaN', 'NaN']);
+      expect(out.klHistogram.nan).to.equal(1);
+      expect(out.klHistogram.max).to.equal('Infinity');
+      expect(out.klHistogram.min).to.be.a('number');
+      const byClass = new Map<number, any>(out.perClass.map((c: any) => [c.class, c]));
+      expect(byClass.get(Y[3]).meanKl).to.equal('NaN');
+      // The mean over a class with an infinite KL is infinite (a compensated sum made it NaN).
+      expect(Y[5]).to.not.equal(Y[3]);
+      expect(byClass.get(Y[5]).meanKl).to.equal('Infinity');
+      // Every null left means "not defined": no per-sample file, default threads, no note with labels,
+      // and the open ends of the histogram.
+      const bins = out.klHistogram.bins.length;
+      const allowed = ['note', 'files.perSample', 'threads', `klHistogram.bins.${bins - 1}.hi`, ...(backend === 'js' ? ['isa'] : [])];
+      expect(nulls(out).filter((p) => !allowed.includes(p)), 'nulls').to.deep.equal([]);
+    });
+
+    it('keeps null for the terms that are not defined without labels, next to an infinite soft term', async () => {
+      const s = Float32Array.from(S32.data);
+      s[5 * COLS + 2] = -Infinity;
+      writeMatrix(f(`inf-s-${backend}.npy`), { data: s, rows: ROWS, cols: COLS });
+      const out = await runJson(['eval', '--student', f(`inf-s-${backend}.npy`), '--teacher', f('t32.npy')], env);
+      expect([out.loss, out.soft]).to.deep.equal(['Infinity', 'Infinity']);
+      expect([out.hard, out.studentAccuracy, out.teacherAccuracy, out.perClass, out.labels]).to.deep.equal([null, null, null, null, null]);
     });
   });
 

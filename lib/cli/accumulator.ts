@@ -6,6 +6,7 @@
  * @module
  */
 import { LogHistogram, type LogHistogramState, type KlHistogram } from './histogram';
+import { fromJsonNumber, type NonFinite } from './json';
 
 /** The outcome of one chunk's computation, as {@link EvalAccumulator.add} takes it. */
 export interface ChunkResult {
@@ -22,8 +23,11 @@ export interface ChunkResult {
   labels: Int32Array | null;
 }
 
-/** A compensated float64 sum as a state: [sum, compensation]. */
-export type SumState = [number, number];
+/**
+ * A compensated float64 sum as a state: [sum, compensation]; read back from JSON, a non-finite one is
+ * one of the strings of json.ts.
+ */
+export type SumState = [number | NonFinite, number | NonFinite];
 
 /** Per-class state: the class and its counts and KL sum. */
 export interface ClassState {
@@ -79,15 +83,24 @@ export interface EvalTotals {
   klHistogram: KlHistogram;
 }
 
-/** Neumaier-compensated float64 sum. */
+/**
+ * The compensation term of adding `x` to `s` (Neumaier): what rounding lost. Zero once the sum is not
+ * finite: the sum's infinity or NaN is then exact arithmetic's, and (s - t) + x would turn an infinite
+ * sum into NaN.
+ */
+function lost(s: number, x: number, t: number): number {
+  if (!Number.isFinite(t)) return 0;
+  return Math.abs(s) >= Math.abs(x) ? s - t + x : x - t + s;
+}
+
+/** Neumaier-compensated float64 sum (infinities and NaN as in exact arithmetic). */
 export class Sum {
   private s = 0;
   private c = 0;
 
   add(x: number): void {
     const t = this.s + x;
-    if (Math.abs(this.s) >= Math.abs(x)) this.c += this.s - t + x;
-    else this.c += x - t + this.s;
+    this.c += lost(this.s, x, t);
     this.s = t;
   }
 
@@ -98,7 +111,7 @@ export class Sum {
   }
 
   get value(): number {
-    return this.s + this.c;
+    return Number.isFinite(this.s) ? this.s + this.c : this.s;
   }
 
   toState(): SumState {
@@ -107,8 +120,8 @@ export class Sum {
 
   static fromState([s, c]: SumState): Sum {
     const x = new Sum();
-    x.s = s;
-    x.c = c;
+    x.s = fromJsonNumber(s);
+    x.c = fromJsonNumber(c);
     return x;
   }
 }
@@ -167,10 +180,10 @@ export class EvalAccumulator {
           this.teacherCorrect++;
           this.classTeacher[k]++;
         }
-        // Neumaier per class.
+        // Compensated per class, as Sum.
         const s = this.classKl[k];
         const t = s + kl;
-        this.classKlComp[k] += Math.abs(s) >= Math.abs(kl) ? s - t + kl : kl - t + s;
+        this.classKlComp[k] += lost(s, kl, t);
         this.classKl[k] = t;
       }
     }
@@ -195,12 +208,12 @@ export class EvalAccumulator {
       this.classTeacher[k] += o.classTeacher[k];
       const sum = Sum.fromState([this.classKl[k], this.classKlComp[k]]);
       sum.merge(Sum.fromState([o.classKl[k], o.classKlComp[k]]));
-      [this.classKl[k], this.classKlComp[k]] = sum.toState();
+      [this.classKl[k], this.classKlComp[k]] = sum.toState() as [number, number];
     }
     this.hist.merge(o.hist);
   }
 
-  /** The state, a plain object for JSON (see {@link EvalAccumulator.fromState}). */
+  /** The state, a plain object for JSON written by json.ts (see {@link EvalAccumulator.fromState}). */
   toState(): AccumulatorState {
     const classes: ClassState[] = [];
     for (let k = 0; k < this.support.length; k++) {
@@ -246,7 +259,7 @@ export class EvalAccumulator {
       a.support[c.class] = c.support;
       a.classStudent[c.class] = c.studentCorrect;
       a.classTeacher[c.class] = c.teacherCorrect;
-      [a.classKl[c.class], a.classKlComp[c.class]] = c.kl;
+      [a.classKl[c.class], a.classKlComp[c.class]] = Sum.fromState(c.kl).toState() as [number, number];
     }
     a.hist = LogHistogram.fromState(s.histogram);
     return a;
@@ -268,7 +281,7 @@ export class EvalAccumulator {
           teacherCorrect: this.classTeacher[k],
           studentAccuracy: this.classStudent[k] / n,
           teacherAccuracy: this.classTeacher[k] / n,
-          meanKl: (this.classKl[k] + this.classKlComp[k]) / n,
+          meanKl: Sum.fromState([this.classKl[k], this.classKlComp[k]]).value / n,
         });
       }
     }

@@ -3,6 +3,7 @@
  * chunks, shards or runs add up bin by bin, regrouped into a few display bins at the end.
  * @module
  */
+import { fromJsonNumber, type NonFinite } from './json';
 
 /** One display bin: [lo, hi); lo null is "below the smallest edge", hi null "at or above the largest". */
 export interface HistogramBin {
@@ -33,9 +34,9 @@ export interface LogHistogramState {
   under: number;
   over: number;
   nan: number;
-  /** min > max when nothing but NaN was added. */
-  min: number;
-  max: number;
+  /** min > max when nothing but NaN was added (non-finite ones as the strings of json.ts when read back). */
+  min: number | NonFinite;
+  max: number | NonFinite;
 }
 
 /**
@@ -115,8 +116,8 @@ export class LogHistogram {
     h.under = s.under;
     h.over = s.over;
     h.nan = s.nan;
-    h.min = s.min;
-    h.max = s.max;
+    h.min = fromJsonNumber(s.min);
+    h.max = fromJsonNumber(s.max);
     return h;
   }
 

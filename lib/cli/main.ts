@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import { parseArgs } from 'util';
 import { packageVersion } from '../util/package';
-import { escapeJson, escapeText, firstLine, parseArgsMessage } from '../util/text';
+import { escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
 import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
 
@@ -42,7 +42,9 @@ Options:
   --temperature T      softening temperature, > 0 (default 4)
   --alpha A            weight of the soft term, in [0, 1] (default 0.7)
   --per-sample FILE    write each row's loss as a 1-D float64 .npy
-  --json               print one JSON object instead of the text report
+  --json               print one JSON object instead of the text report. Non-finite numbers are
+                       the strings "NaN", "Infinity" and "-Infinity"; null means "not defined"
+                       (e.g. the hard term without labels)
   --threads N          threads per chunk (default: all cores for large chunks)
   --chunk-rows N       rows per chunk (default: about 2 MB per input, at most 65536)
   -h, --help           show this help
@@ -113,6 +115,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   // Loaded here so that a failure to load the library (e.g. a bad KDLOSS_ISA) is reported like any error.
   const { evaluate } = await import('./eval');
   const { formatText, ProgressBar: Bar, toJson } = await import('./report');
+  const { toJsonText } = await import('./json');
 
   const controller = new AbortController();
   let stopping = false;
@@ -146,7 +149,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     progress.bar?.clear();
     if (values.json) {
       const maxRssBytes = peakRssBytes();
-      io.stdout.write(`${escapeJson(JSON.stringify(toJson(summary, maxRssBytes), null, 2))}\n`);
+      io.stdout.write(`${toJsonText(toJson(summary, maxRssBytes))}\n`);
     } else {
       const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
       io.stdout.write(formatText(summary, width));
