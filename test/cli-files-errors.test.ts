@@ -51,6 +51,15 @@ describe('kdloss eval: bad input files', () => {
         file: () => f('fifo-labels.npy'),
         pattern: /not a regular file \(a FIFO\)/,
       },
+      {
+        what: 'a symlink loop (the file named once in the message)',
+        args: () => {
+          fs.symlinkSync(f('loop.npy'), f('loop.npy'));
+          return good({ student: f('loop.npy') });
+        },
+        file: () => f('loop.npy'),
+        pattern: /loop\.npy: too many levels of symbolic links$/,
+      },
       { what: 'a character device', args: () => good({ teacher: '/dev/zero' }), file: () => '/dev/zero', pattern: /not a regular file \(a character device\)/ },
       {
         what: 'a socket',

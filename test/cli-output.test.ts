@@ -3,7 +3,7 @@
 // (written to a temporary file renamed into place), and a failed or interrupted run leaves an
 // existing file as it was and no temporary file behind.
 import { expect } from 'chai';
-import { execFile, execFileSync } from 'child_process';
+import { execFile, execFileSync, spawn } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -143,6 +143,19 @@ describe('kdloss eval --per-sample: never an input, never half-written', () => {
     expectInputError(res, out, /write failed: file too large/);
     expect(sha(out), 'the previous output').to.equal(before);
     expect(leftovers(dir, [])).to.deep.equal([]);
+  });
+
+  it('reports a report that cannot be written (stdout on a full device) on one line with exit code 2', async () => {
+    for (const extra of [[], ['--json']]) {
+      const full = fs.openSync('/dev/full', 'w');
+      const child = spawn(process.execPath, [BIN, ...evalArgs(tmp.path, {}, extra)], { stdio: ['ignore', full, 'pipe'] });
+      fs.closeSync(full);
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += d));
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect(code, stderr).to.equal(2);
+      expect(stderr).to.equal('kdloss: cannot write to standard output: no space left on device\n');
+    }
   });
 
   it('leaves no temporary file and the previous output on SIGINT, SIGTERM and a second Ctrl-C', async function () {

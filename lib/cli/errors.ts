@@ -66,6 +66,10 @@ export function fsProblem(err: unknown): string {
       return 'file too large (the file size limit, ulimit -f)';
     case 'EROFS':
       return 'read-only file system';
+    case 'ELOOP':
+      return 'too many levels of symbolic links';
+    case 'ENAMETOOLONG':
+      return 'file name too long';
     default: {
       // Node's messages start with the code again ("EIO: i/o error, read"): say it once.
       const msg = firstLine(String((err as Error)?.message ?? err));

@@ -8,7 +8,7 @@ import { parseArgs } from 'util';
 import { packageVersion } from '../util/package';
 import { escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
-import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
+import { CliError, EXIT_INPUT, fsProblem, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
 
 const USAGE = `Usage: kdloss <command> [options]
 
@@ -224,10 +224,12 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
 
 /** The process entry point (bin/kdloss.js): runs {@link run} on process.argv and sets the exit code. */
 export function cli(): void {
-  // `kdloss eval ... | head`: a closed pipe is not an error.
+  // `kdloss eval ... | head`: a closed pipe is not an error. Any other failure to write the report
+  // (a full disk, /dev/full) is reported on one line like a failed --per-sample write.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
-    throw err;
+    process.stderr.write(`kdloss: cannot write to standard output: ${fsProblem(err)}\n`);
+    process.exit(EXIT_INPUT);
   });
   void run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
