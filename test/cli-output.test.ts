@@ -97,6 +97,20 @@ describe('kdloss eval --per-sample: never an input, never half-written', () => {
     expect(leftovers(tmp.path, [])).to.deep.equal([]);
   });
 
+  it("keeps a replaced file's permissions, and writes names as long as the file system allows", async () => {
+    const out = f('private.npy');
+    writeNpy(out, new Float64Array([1]), [1]);
+    fs.chmodSync(out, 0o600);
+    const long = f(`${'x'.repeat(251)}.npy`);
+    for (const file of [out, long]) {
+      const r = await runCli(evalArgs(tmp.path, {}, ['--per-sample', file]));
+      expect(r.code, r.stderr).to.equal(0);
+      expect(readNpy(file).shape).to.deep.equal([ROWS]);
+    }
+    expect(fs.statSync(out).mode & 0o777).to.equal(0o600);
+    expect(leftovers(tmp.path, [])).to.deep.equal([]);
+  });
+
   it('replaces the file an existing symlink points to, keeping the symlink', async () => {
     fs.mkdirSync(f('targets'));
     const target = f('targets/real.npy');

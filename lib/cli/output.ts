@@ -46,16 +46,17 @@ export function removeTemporariesSync(): void {
 }
 
 /**
- * Where an output to `target` goes: `target` itself, or the file an existing symlink points to.
+ * Where an output to `target` goes: `target` itself, or the file an existing symlink points to; and
+ * the permission bits of the file it replaces (null when there is none).
  * @throws CliError when it exists and is not a regular file, is not writable, or is one of `inputs`
  */
-async function destination(target: string, flag: string, inputs: readonly NamedInput[]): Promise<string> {
+async function destination(target: string, flag: string, inputs: readonly NamedInput[]): Promise<{ path: string; mode: number | null }> {
   let st: fs.Stats;
   try {
     st = await fsp.stat(target);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return target; // nothing there (or a dangling symlink, replaced): nothing to compare
+    if (code === 'ENOENT') return { path: target, mode: null }; // nothing there (or a dangling symlink, replaced)
     throw new FileError(target, `cannot write: ${fsProblem(err)}`);
   }
   if (!st.isFile()) throw new FileError(target, `cannot write: not a regular file (${fileKind(st)})`);
@@ -69,7 +70,7 @@ async function destination(target: string, flag: string, inputs: readonly NamedI
   } catch (err) {
     throw new FileError(target, `cannot write: ${fsProblem(err)}`);
   }
-  return fsp.realpath(target);
+  return { path: await fsp.realpath(target), mode: st.mode & 0o7777 };
 }
 
 /** A new file written in place of `target` on {@link OutputFile.commit}; see the module comment. */
@@ -93,9 +94,11 @@ export class OutputFile {
    * @throws CliError / FileError when the output is an input, not a regular file, or cannot be written
    */
   static async create(file: string, flag: string, inputs: readonly NamedInput[]): Promise<OutputFile> {
-    const final = await destination(file, flag, inputs);
+    const { path: final, mode } = await destination(file, flag, inputs);
     const dir = path.dirname(final);
-    const temporary = path.join(dir, `.${path.basename(final)}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
+    // The name's start only: a destination name near the file system's limit must still have a temporary.
+    const stem = path.basename(final).slice(0, 200);
+    const temporary = path.join(dir, `.${stem}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
     let handle: fsp.FileHandle;
     try {
       // O_EXCL: never an existing file; 0o666 less the umask, like any new file.
@@ -104,6 +107,16 @@ export class OutputFile {
       const code = (err as NodeJS.ErrnoException).code;
       const where = code === 'ENOENT' ? 'no such directory' : fsProblem(err);
       throw new FileError(file, `cannot write: ${where}${code === 'ENOENT' ? '' : ` (a temporary file in ${dir} is renamed into place)`}`);
+    }
+    if (mode !== null) {
+      // A replaced file keeps its permissions (a private 0600 file stays private).
+      try {
+        await handle.chmod(mode);
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        await fsp.unlink(temporary).catch(() => undefined);
+        throw new FileError(file, `cannot write: ${fsProblem(err)}`);
+      }
     }
     if (!exitHookInstalled) {
       process.on('exit', removeTemporariesSync);
