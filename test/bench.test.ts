@@ -1,10 +1,11 @@
 // The benchmark's command line and chart, without depending on any timing: the SVG generator on a
 // synthetic results object (well-formed standalone XML, one line per variant, the legend, the
 // roofline), the argument parser (unknown flags are usage errors, exit code 2 through `kdloss`), and
-// one tiny `kdloss bench --quick` run (a single 2x3 case) that must exit with 0, print the table and
-// write the JSON report and the chart to a temp dir.
+// tiny `kdloss bench --quick` runs (a single 2x3 case) that must exit with 0, print the report, write
+// the JSON results and the chart into ./kdloss-bench/ of the current directory (or --out) and nothing
+// inside the package, and show the project's targets only with --targets.
 import { expect } from 'chai';
-import { execFile } from 'child_process';
+import { execFile, execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -32,12 +33,12 @@ interface CliResult {
   stderr: string;
 }
 
-function runCli(args: string[]): Promise<CliResult> {
+function runCli(args: string[], cwd = ROOT): Promise<CliResult> {
   return new Promise((resolve) => {
     const env = { ...process.env };
     delete env.KDLOSS_ISA;
     delete env.KDLOSS_BACKEND;
-    execFile(process.execPath, [BIN, ...args], { env, cwd: ROOT, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env, cwd, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const e = err as (Error & { code?: number | string }) | null;
       resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : null, stdout: String(stdout), stderr: String(stderr) });
     });
@@ -273,8 +274,9 @@ describe('benchmark thread scaling', () => {
 
 describe('kdloss bench command line', () => {
   it('parses the known flags', () => {
-    const p = benchMain.parseBenchArgs(['--quick', '--filter=2x3, attention', '--variants', 'avx2,scalar', '--no-js', '--json', '--out=x']);
-    expect(p.options).to.deep.equal({ quick: true, js: false, filter: ['2x3', 'attention'], variants: ['avx2', 'scalar'] });
+    const p = benchMain.parseBenchArgs(['--quick', '--filter=2x3, attention', '--variants', 'avx2,scalar', '--no-js', '--json', '--out=x', '--targets']);
+    expect(p.options).to.deep.equal({ quick: true, js: false, filter: ['2x3', 'attention'], variants: ['avx2', 'scalar'], targets: true });
+    expect(benchMain.parseBenchArgs([]).options).to.deep.equal({});
     expect(p).to.include({ out: 'x', write: true, json: true, help: false });
     expect(benchMain.parseBenchArgs(['--no-write']).write).to.equal(false);
     expect(benchMain.parseBenchArgs(['-h']).help).to.equal(true);
@@ -317,32 +319,110 @@ describe('kdloss bench command line', () => {
     const r = await runCli(['bench', '--help']);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.include('Usage: kdloss bench');
-    expect(r.stdout).to.include('latest.svg');
+    expect(r.stdout).to.include('./kdloss-bench/');
+    expect(r.stdout).to.include('--targets');
+    const viaHelp = await runCli(['help', 'bench']);
+    expect(viaHelp.code, viaHelp.stderr).to.equal(0);
+    expect(viaHelp.stdout).to.equal(r.stdout);
   });
 
-  it('runs a quick one-case benchmark: exit code 0, the table, latest.json and latest.svg', async function () {
+  /** Files under `dir` modified at or after `since` (ms), skipping node_modules, .git and build directories. */
+  function modifiedSince(dir: string, since: number): string[] {
+    const out: string[] = [];
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        if (!['node_modules', '.git'].includes(e.name) && !e.name.startsWith('build')) out.push(...modifiedSince(p, since));
+      } else if (e.isFile() && fs.statSync(p).mtimeMs >= since) {
+        out.push(path.relative(ROOT, p));
+      }
+    }
+    return out;
+  }
+
+  it('runs a quick one-case benchmark as a user command: the report, and results in ./kdloss-bench/ only', async function () {
     this.timeout(60000);
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    const since = Date.now() - 1;
     try {
-      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32', `--out=${dir}`]);
+      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32'], cwd);
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stdout).to.match(/^case\s+dtype\s+variant\s+median\s+elem\/s/m);
       expect(r.stdout).to.match(/^kd 2x3 onehot\s+float32\s+js\s/m);
       expect(r.stdout).to.include('Async latency, 64x10 float32 computeDistillationAsync');
+      // The figures against this machine's limits; the project's targets only with --targets.
+      expect(r.stdout).to.include("This machine's limits, measured in this run");
+      expect(r.stdout).to.not.match(/Targets|MISS|\bgoal\b/);
+      const dir = path.join(cwd, 'kdloss-bench');
+      expect(fs.readdirSync(dir).sort()).to.deep.equal(['latest.json', 'latest.svg']);
+      expect(r.stderr).to.include(`results written to ${path.join(dir, 'latest.json')}`);
       const results = JSON.parse(fs.readFileSync(path.join(dir, 'latest.json'), 'utf8')) as BenchResults;
       expect(results.schema).to.equal('kdloss-bench/2');
       expect(results.cases.map((c) => c.id)).to.deep.equal(['kd 2x3 onehot float32']);
       expect(results.variants).to.include('js');
+      expect(results.checks).to.deep.equal([]);
       for (const v of results.variants) expect(results.asyncApi[v].medianNs, v).to.be.greaterThan(0);
       const doc = fs.readFileSync(path.join(dir, 'latest.svg'), 'utf8');
       checkXml(doc);
       for (const v of results.variants) expect(doc).to.include(`data-name="${v === 'js' ? 'js (TypeScript backend)' : v}"`);
-      const files = fs.readdirSync(dir).sort();
-      expect(files.filter((f) => f.endsWith('.json'))).to.have.length(2);
-      expect(files.filter((f) => f.endsWith('.svg'))).to.have.length(2);
-      expect(files.filter((f) => f.endsWith('.tmp'))).to.deep.equal([]);
+      // Nothing written inside the package (bench/results/ included).
+      expect(modifiedSince(ROOT, since), 'files written inside the package').to.deep.equal([]);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('evaluates the project targets with --targets, into --out', async function () {
+    this.timeout(60000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    try {
+      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32', '--no-js', '--targets', `--out=${dir}`]);
+      expect(r.code, r.stderr).to.equal(0);
+      const results = JSON.parse(fs.readFileSync(path.join(dir, 'latest.json'), 'utf8')) as BenchResults;
+      const native = results.variants.filter((v) => v !== 'js');
+      if (native.length > 0) {
+        expect(results.checks.length).to.be.greaterThan(0);
+        expect(r.stdout).to.match(/^Targets \(/m);
+        expect(r.stdout).to.match(/^target\s+goal\s/m);
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('prints the targets table only for results that carry checks', () => {
+    const r = synthetic();
+    expect(format.formatResults(r)).to.not.include('Targets');
+    r.checks = [{ name: 'KD float32 4096x1000 one-hot throughput (elem/s)', variant: 'avx2', value: 1e9, target: '>= 1.5e9', met: false }];
+    const text = format.formatResults(r);
+    expect(text).to.match(/^Targets \(/m);
+    expect(text).to.match(/KD float32 4096x1000 one-hot throughput \(elem\/s\)\s+>= 1\.5e9\s+1\.00 G\/s MISS/);
+  });
+
+  it("records no commit for a package installed inside another project's git repository", function () {
+    this.timeout(20000);
+    const proj = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-proj-'));
+    try {
+      const git = (...args: string[]): void => {
+        execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: proj, stdio: 'ignore' });
+      };
+      git('init', '-q');
+      fs.writeFileSync(path.join(proj, 'x.txt'), 'x');
+      git('add', 'x.txt');
+      git('commit', '-q', '-m', 'x');
+      const pkg = path.join(proj, 'node_modules', 'kdloss');
+      fs.mkdirSync(pkg, { recursive: true });
+      fs.cpSync(path.join(ROOT, 'dist'), path.join(pkg, 'dist'), { recursive: true });
+      fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(pkg, 'package.json'));
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const installed = require(path.join(pkg, 'dist', 'bench', 'index.js')) as typeof import('../dist/bench/index');
+      expect(installed.machineInfo(null).commit).to.equal(null);
+      // A checkout of kdloss itself does record it.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const own = require(path.join(ROOT, 'dist', 'bench', 'index.js')) as typeof import('../dist/bench/index');
+      if (fs.existsSync(path.join(ROOT, '.git'))) expect(own.machineInfo(null).commit).to.match(/^[0-9a-f]{12}/);
+    } finally {
+      fs.rmSync(proj, { recursive: true, force: true });
     }
   });
 });

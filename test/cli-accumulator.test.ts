@@ -11,7 +11,7 @@ const accumulator = require(path.join(ROOT, 'dist', 'cli', 'accumulator.js')) as
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const chunks = require(path.join(ROOT, 'dist', 'cli', 'chunks.js')) as typeof import('../dist/cli/chunks');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const json = require(path.join(ROOT, 'dist', 'cli', 'json.js')) as typeof import('../dist/cli/json');
+const json = require(path.join(ROOT, 'dist', 'util', 'json.js')) as typeof import('../dist/util/json');
 const { EvalAccumulator } = accumulator;
 type ChunkResult = import('../dist/cli/accumulator').ChunkResult;
 

@@ -6,7 +6,7 @@
  * @module
  */
 import { LogHistogram, type LogHistogramState, type KlHistogram } from './histogram';
-import { fromJsonNumber, type NonFinite } from './json';
+import { fromJsonNumber, type NonFinite } from '../util/json';
 
 /** The outcome of one chunk's computation, as {@link EvalAccumulator.add} takes it. */
 export interface ChunkResult {

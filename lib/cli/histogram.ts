@@ -3,7 +3,7 @@
  * chunks, shards or runs add up bin by bin, regrouped into a few display bins at the end.
  * @module
  */
-import { fromJsonNumber, type NonFinite } from './json';
+import { fromJsonNumber, type NonFinite } from '../util/json';
 
 /** One display bin: [lo, hi); lo null is "below the smallest edge", hi null "at or above the largest". */
 export interface HistogramBin {

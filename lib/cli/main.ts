@@ -15,7 +15,7 @@ const USAGE = `Usage: kdloss <command> [options]
 Commands:
   eval     Evaluate distillation from .npy logits: KD loss, its KL and CE terms, teacher/student
            top-1 agreement, accuracies, a per-class table and a histogram of per-sample KL
-  bench    Benchmark the kernels (as npm run bench)
+  bench    Benchmark the kernels on this machine (results in ./kdloss-bench/)
 
 Options:
   -h, --help       Show this help; kdloss <command> --help shows a command's options
@@ -115,7 +115,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   // Loaded here so that a failure to load the library (e.g. a bad KDLOSS_ISA) is reported like any error.
   const { evaluate } = await import('./eval');
   const { formatText, ProgressBar: Bar, toJson } = await import('./report');
-  const { toJsonText } = await import('./json');
+  const { toJsonText } = await import('../util/json');
 
   const controller = new AbortController();
   let stopping = false;
@@ -186,6 +186,7 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
       case '--help':
       case 'help':
         if (command === 'help' && rest[0] === 'eval') io.stdout.write(EVAL_USAGE);
+        else if (command === 'help' && rest[0] === 'bench') return await runBench(['--help']);
         else io.stdout.write(USAGE);
         return EXIT_OK;
       case '-v':

@@ -1,11 +1,12 @@
 /**
- * The JSON kdloss writes (`kdloss eval --json`, and the accumulator state in it). JSON has no NaN or
- * infinities and JSON.stringify writes them as null, the value kdloss uses for "not defined" (no
- * labels, no limit). So every number is written as a JSON number when finite and as one of the
- * strings "NaN", "Infinity", "-Infinity" otherwise; null only ever means "not defined".
+ * The JSON kdloss writes (`kdloss eval --json`, the evaluation accumulator's state, `kdloss bench`'s
+ * results). JSON has no NaN or infinities and JSON.stringify writes them as null, the value kdloss
+ * uses for "not defined" (no labels, no limit). So every number is written as a JSON number when
+ * finite and as one of the strings "NaN", "Infinity", "-Infinity" otherwise; null only ever means
+ * "not defined".
  * @module
  */
-import { escapeJson } from '../util/text';
+import { escapeJson } from './text';
 
 /** The strings non-finite numbers are written as. */
 export type NonFinite = 'NaN' | 'Infinity' | '-Infinity';
