@@ -1,7 +1,8 @@
 // The module graph of lib/ stays acyclic: every relative import of the TypeScript sources (type-only
 // imports included) and every relative require of the compiled dist/. The command-line and benchmark
 // directories (lib/cli, lib/bench, lib/util) count as one node each, so two files of different
-// directories importing each other's directory (lib/cli -> lib/bench -> lib/cli) are a cycle too.
+// directories importing each other's directory (lib/cli -> lib/bench -> lib/cli) are a cycle too; and
+// no two files anywhere import each other, directly or not.
 import { expect } from 'chai';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -35,10 +36,10 @@ function resolve(from: string, spec: string, ext: string): string | null {
   return null;
 }
 
-/** The graph node of a file under `root`: its group directory, or the file itself. */
-function node(root: string, file: string): string {
+/** The graph node of a file under `root`: its group directory (when grouped), or the file itself. */
+function node(root: string, file: string, grouped: boolean): string {
   const rel = path.relative(root, file).split(path.sep);
-  return rel.length > 1 && GROUPS.includes(rel[0]) ? `${rel[0]}/` : rel.join('/');
+  return grouped && rel.length > 1 && GROUPS.includes(rel[0]) ? `${rel[0]}/` : rel.join('/');
 }
 
 interface Graph {
@@ -48,12 +49,12 @@ interface Graph {
   unresolved: string[];
 }
 
-function buildGraph(root: string, ext: string): Graph {
+function buildGraph(root: string, ext: string, grouped = true): Graph {
   const edges = new Map<string, Set<string>>();
   const via = new Map<string, string>();
   const unresolved: string[] = [];
   for (const file of listFiles(root, ext)) {
-    const a = node(root, file);
+    const a = node(root, file, grouped);
     if (!edges.has(a)) edges.set(a, new Set());
     for (const spec of specifiers(fs.readFileSync(file, 'utf8'))) {
       const target = resolve(file, spec, ext);
@@ -61,7 +62,7 @@ function buildGraph(root: string, ext: string): Graph {
         unresolved.push(`${path.relative(root, file)}: '${spec}'`);
         continue;
       }
-      const b = node(root, target);
+      const b = node(root, target, grouped);
       if (a === b) continue;
       edges.get(a)!.add(b);
       via.set(`${a} -> ${b}`, `${path.relative(root, file)} imports '${spec}'`);
@@ -130,6 +131,11 @@ describe('module graph of lib/', () => {
     expect(g.unresolved, 'imports that name no file').to.deep.equal([]);
     expect(g.edges.has('cli/') && g.edges.has('bench/'), 'lib/cli and lib/bench found').to.equal(true);
     expectAcyclic(g);
+  });
+
+  it('has no cycle between single files either (inside lib/cli, lib/bench, lib/util too)', () => {
+    expectAcyclic(buildGraph(path.join(ROOT, 'lib'), '.ts', false));
+    expectAcyclic(buildGraph(path.join(ROOT, 'dist'), '.js', false));
   });
 
   it('has no cycle among the compiled modules in dist/', () => {

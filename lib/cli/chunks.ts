@@ -10,7 +10,8 @@ import * as os from 'os';
 import { allocFloat, type DType, type FloatArray } from '../matrix';
 import { CliError, FileError } from './errors';
 import { shapeStr } from './npy';
-import { openSource, type RowSource } from './source';
+import { openSource } from './formats';
+import type { RowSource } from './source';
 
 /** 'indices' (1-D integers) or 'one-hot' (a float matrix of the logits' shape). */
 export type LabelsKind = 'indices' | 'one-hot';

@@ -1,10 +1,9 @@
 /**
  * Where `kdloss eval` reads its inputs from: a file holding one array, read in whole rows into the
- * caller's buffers. Every file format (today .npy) is opened through {@link openSource} and read
- * through {@link RowSource}, so the chunk reader and the checks above it do not know the format.
+ * caller's buffers. Every file format (today .npy) is opened through `openSource` (formats.ts) and
+ * read through {@link RowSource}, so the chunk reader and the checks above it do not know the format.
  * @module
  */
-import { NpyReader } from './npy';
 import type { FileIdentity } from './output';
 
 /** Element types a source may hold. */
@@ -37,12 +36,4 @@ export interface RowSource {
   readRows(row: number, n: number, dst: Uint8Array): Promise<void>;
   /** Closes the file (idempotent). */
   close(): Promise<void>;
-}
-
-/**
- * Opens `file` and reads its header.
- * @throws FileError for a missing or unreadable file and every header problem
- */
-export function openSource(file: string): Promise<RowSource> {
-  return NpyReader.open(file);
 }
