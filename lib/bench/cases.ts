@@ -42,9 +42,9 @@ const MAP_ROWS = 256;
 const MAP_COLS = 4096;
 /**
  * Rows of the larger-than-cache map cases (float32 forward only): feature 3 layers of 2048x4096 (192 MB
- * read) and attention 4096x4096 (128 MB). The 256x4096 cases read 24 MB and 8 MB, which stay in the
- * last-level cache of the machine this was built on (a plain read of 8 MB ran at 85 to 93 GB/s there,
- * of 128 MB at 29 GB/s); the memory-roofline targets are set for inputs larger than cache.
+ * read) and attention 4096x4096 (128 MB). The 256x4096 cases read 24 MB and 8 MB, which may stay in a
+ * large last-level cache and then run far above memory bandwidth; only inputs larger than any cache
+ * measure the memory roofline.
  */
 export const LARGE_MAP_ROWS: Readonly<Record<'feature' | 'attention', number>> = { feature: 2048, attention: 4096 };
 

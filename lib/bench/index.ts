@@ -35,7 +35,7 @@ export { renderChart } from './svg';
 /** Default time boxes: native cases >= 0.3 s and >= 15 samples after warm-up. */
 export const POLICIES: { native: TimingPolicy; js: TimingPolicy; probe: TimingPolicy } = {
   native: { warmupMs: 50, minTimeMs: 300, minSamples: 15, maxTimeMs: 3000, floorSamples: 5, sampleUs: 200 },
-  // The js backend is 10-100x slower on large cases: it may stop after 1 s with 3 samples.
+  // The js backend is far slower on large cases: it may stop after 1 s with 3 samples.
   js: { warmupMs: 100, minTimeMs: 300, minSamples: 15, maxTimeMs: 1000, floorSamples: 3, sampleUs: 200 },
   probe: { warmupMs: 20, minTimeMs: 100, minSamples: 10, maxTimeMs: 1000, floorSamples: 5, sampleUs: 200 },
 };
