@@ -43,6 +43,17 @@ describe('kdloss eval: chunks larger than one array or than memory', () => {
     expectInputError(r, '--chunk-rows 600000', /float64 labels\) need arrays of 4800000000 elements.*use --chunk-rows 536870 or fewer/);
   });
 
+  it('refuses a header whose element count is beyond exact integers, and one that promises more data than the file has', async () => {
+    const huge = f('huge.npy');
+    fs.writeFileSync(huge, npyHeader('<f4', [2 ** 40, 2 ** 40]));
+    const r = await runCli(['eval', '--student', huge, '--teacher', huge]);
+    expectInputError(r, huge, /shape \(1099511627776, 1099511627776\) is too large/);
+    const lying = f('lying.npy');
+    fs.writeFileSync(lying, Buffer.concat([npyHeader('<f8', [1000, 1000]), Buffer.alloc(64)]));
+    const r2 = await runCli(['eval', '--student', lying, '--teacher', lying]);
+    expectInputError(r2, lying, /truncated data: shape \(1000, 1000\) float64 needs 8000000 bytes after the header, the file has 64/);
+  });
+
   it("refuses chunks larger than this machine's memory before allocating them", async function () {
     // float64 chunks of 4e6 x 1000: 32 GB per array, within one array's limit; four of them.
     const rows = 4000000;

@@ -51,6 +51,24 @@ describe('kdloss eval: streaming and signals', () => {
       expect(big.maxRssBytes - small.maxRssBytes, `RSS growth over a 50-row run`).to.be.below(64 * MB);
     });
 
+    it('reports a file truncated while it is read: exit code 2, one line, no --per-sample file', async () => {
+      fs.copyFileSync(f('big-t.npy'), f('shrinking-t.npy'));
+      const out = f('shrinking-out.npy');
+      const run = spawnCli(
+        ['eval', '--student', f('big-s.npy'), '--teacher', f('shrinking-t.npy'), '--chunk-rows', '1000', '--per-sample', out],
+        { KDLOSS_CLI_TEST_DELAY_MS: '20' },
+      );
+      const temporary = (): string[] => fs.readdirSync(tmp.path).filter((n) => n.startsWith('.shrinking-out.npy.'));
+      const t0 = Date.now();
+      while (temporary().length === 0 && Date.now() - t0 < 20000) await new Promise((r) => setTimeout(r, 10));
+      fs.truncateSync(f('shrinking-t.npy'), 20e6);
+      const [code] = await run.exited;
+      expect(code, run.out.stderr).to.equal(2);
+      expect(run.out.stderr).to.match(/^kdloss: \S*shrinking-t\.npy: truncated data: the file ended at byte 20000000 while reading\n$/);
+      expect(fs.existsSync(out)).to.equal(false);
+      expect(temporary()).to.deep.equal([]);
+    });
+
     it('stops cleanly on SIGINT: exit code 130, "interrupted after N rows", no partial --per-sample file', async () => {
       const out = f('interrupted.npy');
       const { child, exited, out: io } = spawnCli(
