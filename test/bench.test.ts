@@ -315,6 +315,21 @@ describe('kdloss bench command line', () => {
     expect(r.stderr).to.match(/^kdloss: bench: unknown option '--no-such-flag'/i);
   });
 
+  it('refuses an --out that cannot be a directory before measuring anything (exit code 2, one line)', async function () {
+    this.timeout(20000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    try {
+      const file = path.join(dir, 'a-file');
+      fs.writeFileSync(file, 'x');
+      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32', `--out=${file}`]);
+      expect(r.code, r.stderr).to.equal(2);
+      expect(r.stdout).to.equal('');
+      expect(r.stderr).to.match(/^kdloss: bench: cannot write into \S+a-file: not a directory \(a regular file\)\n$/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('prints its help with exit code 0', async () => {
     const r = await runCli(['bench', '--help']);
     expect(r.code, r.stderr).to.equal(0);

@@ -174,6 +174,7 @@ export function defaultResultsDir(): string {
  * Writes latest.json (the results, numbers as util/json.ts writes them) and latest.svg (the chart,
  * see {@link renderChart}) into `dir`, each through a temporary file renamed into place; returns
  * their paths.
+ * @throws the file system's error (the temporary file removed)
  */
 export function writeResults(results: BenchResults, dir = defaultResultsDir()): string[] {
   fs.mkdirSync(dir, { recursive: true });
@@ -184,8 +185,13 @@ export function writeResults(results: BenchResults, dir = defaultResultsDir()): 
   return outputs.map(([name, text]) => {
     const file = path.join(dir, name);
     const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
+    try {
+      fs.writeFileSync(tmp, text);
+      fs.renameSync(tmp, file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
     return file;
   });
 }

@@ -10,7 +10,8 @@
  * @module
  */
 import { parseArgs } from 'util';
-import { UsageError } from '../util/errors';
+import * as fs from 'fs';
+import { CliError, fileKind, fsProblem, UsageError } from '../util/errors';
 import { toJsonText } from '../util/json';
 import { escapeText, parseArgsMessage } from '../util/text';
 import { selectCases, selectThreadCases } from './cases';
@@ -125,10 +126,26 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     process.stdout.write(BENCH_USAGE);
     return 0;
   }
+  const dir = out ?? defaultResultsDir();
+  // The output directory is made before the run: one that cannot be is reported at once, not after it.
+  if (write) {
+    const st = fs.statSync(dir, { throwIfNoEntry: false });
+    if (st && !st.isDirectory()) throw new CliError(`bench: cannot write into ${dir}: not a directory (${fileKind(st)})`);
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new CliError(`bench: cannot write into ${dir}: ${fsProblem(err)}`);
+    }
+  }
   const results = await runBenchmarks(options);
   process.stdout.write(`${json ? toJsonText(results) : formatResults(results)}\n`);
   if (write) {
-    const files = writeResults(results, out ?? defaultResultsDir());
+    let files: string[];
+    try {
+      files = writeResults(results, dir);
+    } catch (err) {
+      throw new CliError(`bench: cannot write the results into ${dir}: ${fsProblem(err)}`);
+    }
     process.stderr.write(`[bench] results written to ${escapeText(files.join(', '))}\n`);
   }
   return results.variants.length > 0 ? 0 : 1;
@@ -140,7 +157,7 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (err: Error) => {
-      if (err instanceof UsageError) {
+      if (err instanceof CliError) {
         process.stderr.write(`${escapeText(err.message)}\n`);
         process.exitCode = err.exitCode;
       } else {

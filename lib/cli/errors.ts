@@ -3,12 +3,10 @@
  * the base classes and exit codes are shared with `kdloss bench` (lib/util/errors.ts).
  * @module
  */
-import type { Stats } from 'fs';
 import { constants } from 'os';
 import { CliError } from '../util/errors';
-import { firstLine } from '../util/text';
 
-export { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, UsageError } from '../util/errors';
+export { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, fileKind, fsProblem, UsageError } from '../util/errors';
 
 /** A problem with one input file; the message starts with the file's name. */
 export class FileError extends CliError {
@@ -43,48 +41,4 @@ export class InterruptedError extends CliError {
     this.rows = rows;
     this.signal = signal;
   }
-}
-
-/** A one-line description of a filesystem error on `file` (ENOENT, EACCES, EISDIR, ...). */
-export function fsProblem(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  switch (e?.code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'is a directory';
-    case 'ENOTDIR':
-      return 'a component of the path is not a directory';
-    case 'ENOSPC':
-      return 'no space left on device';
-    case 'EDQUOT':
-      return 'disk quota exceeded';
-    case 'EFBIG':
-      return 'file too large (the file size limit, ulimit -f)';
-    case 'EROFS':
-      return 'read-only file system';
-    case 'ELOOP':
-      return 'too many levels of symbolic links';
-    case 'ENAMETOOLONG':
-      return 'file name too long';
-    default: {
-      // Node's messages start with the code again ("EIO: i/o error, read"): say it once.
-      const msg = firstLine(String((err as Error)?.message ?? err));
-      return e?.code && !msg.startsWith(`${e.code}:`) ? `${e.code}: ${msg}` : msg;
-    }
-  }
-}
-
-/** A description of a non-regular file's kind: 'a directory', 'a FIFO', ... */
-export function fileKind(st: Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSymbolicLink()) return 'a symbolic link';
-  return 'not a regular file';
 }
