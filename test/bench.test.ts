@@ -265,10 +265,18 @@ describe('benchmark thread scaling', () => {
   it('measures the machine scaling on worker threads (a positive ratio, not a timing claim)', async function () {
     if (process.env.KDLOSS_BACKEND === 'js') this.skip();
     this.timeout(20000);
-    const x = await scaling.machineScaling(2, 1, 20);
+    const x = await scaling.machineScaling(2, 1, 50);
     expect(x).to.be.a('number');
     expect(x).to.be.greaterThan(0);
     expect(Number.isFinite(x)).to.equal(true);
+  });
+
+  it('leaves out rounds in which a worker got no time (a loaded machine): no NaN or infinite scaling', () => {
+    // A one-worker window without a single call made the ratio infinite, an empty round NaN.
+    expect(scaling.medianRatio([{ one: 0, all: 10 }, { one: 0, all: 0 }, { one: 100, all: 180 }])).to.equal(1.8);
+    expect(scaling.medianRatio([{ one: 10, all: 19 }, { one: 10, all: 0 }, { one: 10, all: 18 }, { one: 10, all: 20 }])).to.equal(1.9);
+    expect(scaling.medianRatio([{ one: 0, all: 5 }])).to.equal(null);
+    expect(scaling.medianRatio([])).to.equal(null);
   });
 });
 
