@@ -310,8 +310,8 @@ describe('kdloss eval: bad input files', () => {
       await new Promise<void>((resolve) => server.listen(f('socket.npy'), resolve));
       const queue = [...cases];
       const worker = async (): Promise<void> => {
-        // Killed after 15 s: a run that hangs (a FIFO) fails its test instead of the suite.
-        for (let c = queue.shift(); c !== undefined; c = queue.shift()) results.set(c.what, await runCli(c.args(), {}, { timeoutMs: 15000 }));
+        // Killed after 30 s: a run that hangs (a FIFO) fails its test instead of the suite.
+        for (let c = queue.shift(); c !== undefined; c = queue.shift()) results.set(c.what, await runCli(c.args(), {}, { timeoutMs: 30000 }));
       };
       await Promise.all([worker(), worker(), worker(), worker()]);
       server.close();

@@ -157,7 +157,9 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     return EXIT_OK;
   } finally {
     progress.bar?.clear();
-    for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+    // Once stopping, the handlers stay until the process exits: a second signal arriving after the run
+    // has wound down still leaves with the run's exit code instead of killing the process.
+    if (!stopping) for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
   }
 }
 
