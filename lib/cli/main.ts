@@ -21,7 +21,7 @@ Options:
   -h, --help       Show this help; kdloss <command> --help shows a command's options
   -v, --version    Print the version
 
-Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C).
+Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP).
 `;
 
 const EVAL_USAGE = `Usage: kdloss eval --student S.npy --teacher T.npy [--labels Y.npy] [options]
@@ -41,7 +41,8 @@ Options:
                        alpha is taken as 1 and accuracies are not reported
   --temperature T      softening temperature, > 0 (default 4)
   --alpha A            weight of the soft term, in [0, 1] (default 0.7)
-  --per-sample FILE    write each row's loss as a 1-D float64 .npy
+  --per-sample FILE    write each row's loss as a 1-D float64 .npy (through a temporary file in FILE's
+                       directory, renamed into place once complete; FILE may not be an input)
   --json               print one JSON object instead of the text report. Non-finite numbers are
                        the strings "NaN", "Infinity" and "-Infinity"; null means "not defined"
                        (e.g. the hard term without labels)
@@ -49,7 +50,8 @@ Options:
   --chunk-rows N       rows per chunk (default: about 2 MB per input, at most 65536)
   -h, --help           show this help
 
-A progress bar is drawn on stderr when it is a terminal. Ctrl-C stops cleanly (exit code 130).
+Inputs must be regular files (not FIFOs or devices). A progress bar is drawn on stderr when it is a
+terminal. Ctrl-C stops cleanly (exit code 130; SIGTERM 143, SIGHUP 129), leaving no partial output.
 Environment: KDLOSS_BACKEND=native|js selects the backend, KDLOSS_ISA=scalar|avx2|avx512|neon the
 kernel variant.
 `;
