@@ -154,7 +154,7 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
     const softWeight = alpha * T * T;
     const chunkRows = Math.min(rows, config.chunkRows ?? defaultChunkRows(inputs.student.rowBytes));
     const reader = new ChunkReader(inputs, chunkRows, config.chunkRows !== undefined);
-    // Without labels the hard term is not computed into anything: any class index will do.
+    // Without labels the hard term is left out of everything: any class index will do.
     const noLabels = hasLabels ? null : new Int32Array(chunkRows);
     const acc = new EvalAccumulator(cols, hasLabels);
 
