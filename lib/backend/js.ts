@@ -5,6 +5,7 @@
  */
 import { InputError } from '../errors';
 import type { FloatArray } from '../matrix';
+import { lengthOf, type View } from '../views';
 import { ReductionCode } from './layout';
 import {
   type AsyncHandle,
@@ -277,7 +278,7 @@ function run(job: Job, results: Float64Array): void {
 }
 
 /** Every typed array a job reads or writes, with the name messages use. */
-function buffersOf(job: Job): [ArrayLike<number> | null, string][] {
+function buffersOf(job: Job): [View | null, string][] {
   switch (job.op) {
     case 'kd':
       return [
@@ -293,7 +294,7 @@ function buffersOf(job: Job): [ArrayLike<number> | null, string][] {
     case 'feature':
       return [
         [job.rowOut, 'rowOut'],
-        ...job.layers.flatMap((l, i): [ArrayLike<number> | null, string][] => [
+        ...job.layers.flatMap((l, i): [View | null, string][] => [
           [l.student, `studentFeatures[${i}]`],
           [l.teacher, `teacherFeatures[${i}]`],
           [l.grad, `grads[${i}]`],
@@ -316,8 +317,8 @@ function buffersOf(job: Job): [ArrayLike<number> | null, string][] {
  */
 function later(job: Job, results: Float64Array): AsyncHandle {
   let cancelled = false;
-  const buffers = buffersOf(job).filter((b): b is [ArrayLike<number>, string] => b[0] !== null);
-  const lengths = buffers.map(([b]) => b.length);
+  const buffers = buffersOf(job).filter((b): b is [View, string] => b[0] !== null);
+  const lengths = buffers.map(([b]) => lengthOf(b));
   const promise = new Promise<void>((resolve, reject) => {
     setImmediate(() => {
       if (cancelled) {
@@ -326,7 +327,7 @@ function later(job: Job, results: Float64Array): AsyncHandle {
       }
       try {
         buffers.forEach(([b, name], i) => {
-          if (b.length !== lengths[i]) throw new InputError(`${name}: detached or resized during the call`);
+          if (lengthOf(b) !== lengths[i]) throw new InputError(`${name}: detached or resized during the call`);
         });
         run(job, results);
         resolve();
