@@ -59,11 +59,11 @@ export const enum KdBuffer {
   Student = 0,
   Teacher = 1,
   HardTargets = 2,
-  Mask = 3,
-  RowSoft = 4,
-  RowHard = 5,
-  Grad = 6,
-  Argmax = 7,
+  Grad = 3,
+  Mask = 4,
+  Argmax = 5,
+  RowSoft = 6,
+  RowHard = 7,
   Count = 8,
 }
 

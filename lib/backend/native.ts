@@ -139,10 +139,24 @@ function attentionParams(job: AttentionJob, threads: number): Float64Array {
   return p;
 }
 
-// The buffers' order is the layout's; these checks fail to compile if it changes under them.
-const KD_ORDER: [KdBuffer.Student, KdBuffer.Teacher, KdBuffer.HardTargets, KdBuffer.Mask, KdBuffer.RowSoft, KdBuffer.RowHard, KdBuffer.Grad, KdBuffer.Argmax] = [0, 1, 2, 3, 4, 5, 6, 7];
+/**
+ * kd's buffers in the layout's order, the absent ones at the end left out (each one passed costs the
+ * binding a check). The tuple type fails to compile if the layout's order changes under it.
+ */
+function kdCall(addon: Addon, p: Float64Array, async: boolean, job: KdJob): RawHandle | undefined {
+  const order: [KdBuffer.Student, KdBuffer.Teacher, KdBuffer.HardTargets, KdBuffer.Grad, KdBuffer.Mask, KdBuffer.Argmax, KdBuffer.RowSoft, KdBuffer.RowHard] = [
+    0, 1, 2, 3, 4, 5, 6, 7,
+  ];
+  void order;
+  const { student: s, teacher: t, targets: y, grad: g, mask: m, argmax: a, rowSoft, rowHard } = job;
+  if (rowSoft !== null || rowHard !== null) return addon.kd(p, async, s, t, y, g, m, a, rowSoft, rowHard);
+  if (a !== null) return addon.kd(p, async, s, t, y, g, m, a);
+  if (m !== null) return addon.kd(p, async, s, t, y, g, m);
+  if (g !== null) return addon.kd(p, async, s, t, y, g);
+  return addon.kd(p, async, s, t, y);
+}
+
 const ATTENTION_ORDER: [AttentionBuffer.StudentAttention, AttentionBuffer.TeacherAttention, AttentionBuffer.RowOut, AttentionBuffer.Grad] = [0, 1, 2, 3];
-void KD_ORDER;
 void ATTENTION_ORDER;
 
 /** Calls the addon's entry for a job; returns the params array the results are written into. */
@@ -152,7 +166,7 @@ function call(addon: Addon, job: Job, threads: number, async: boolean, syncKd: F
   switch (job.op) {
     case 'kd':
       params = kdParams(job, threads, async ? new Float64Array(KdSlot.Length) : syncKd);
-      handle = addon.kd(params, async, job.student, job.teacher, job.targets, job.mask, job.rowSoft, job.rowHard, job.grad, job.argmax);
+      handle = kdCall(addon, params, async, job);
       break;
     case 'feature':
       params = featureParams(job, threads);

@@ -98,12 +98,17 @@ void CallArgs::ReadParams(bool copy) {
   napi_typedarray_type type = napi_int8_array;
   size_t length = 0;
   void* data = nullptr;
-  napi_value arraybuffer = nullptr;
-  if (napi_get_typedarray_info(env_, argv_[0], &type, &length, &data, &arraybuffer, nullptr) != napi_ok ||
+  if (napi_get_typedarray_info(env_, argv_[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
       type != napi_float64_array) {
     Fail(env_, kInput, "params: expected a Float64Array");
   }
-  if (length == 0 && Detached(env_, arraybuffer)) Fail(env_, kInput, "params: its ArrayBuffer is detached");
+  if (length == 0) {
+    napi_value arraybuffer = nullptr;
+    if (napi_get_typedarray_info(env_, argv_[0], &type, &length, nullptr, &arraybuffer, nullptr) == napi_ok &&
+        Detached(env_, arraybuffer)) {
+      Fail(env_, kInput, "params: its ArrayBuffer is detached");
+    }
+  }
   if (copy) {
     params_.resize(length);
     if (length > 0) std::memcpy(params_.data(), data, length * sizeof(double));
@@ -115,11 +120,25 @@ void CallArgs::ReadParams(bool copy) {
 
 void CallArgs::ReadBuffer(size_t index) {
   Buf& b = bufs_[index];
-  b = Buf{};
+  b = Buf{nullptr, napi_int8_array, 0, nullptr, false};
   const napi_value v = 2 + index < argc_ ? argv_[2 + index] : nullptr;
-  if (IsNullish(env_, v)) return;
-  b.value = v;
-  b.typed = napi_get_typedarray_info(env_, v, &b.type, &b.length, &b.data, &b.arraybuffer, nullptr) == napi_ok;
+  if (v == nullptr) return;
+  // One call for the common case (a typed array); the ArrayBuffer is asked for only where it is used
+  // (an async call's pin, a detached view's message): for a small array it is made on demand.
+  if (napi_get_typedarray_info(env_, v, &b.type, &b.length, &b.data, nullptr, nullptr) == napi_ok) {
+    b.value = v;
+    b.typed = true;
+  } else if (!IsNullish(env_, v)) {
+    b.value = v;
+  }
+}
+
+napi_value CallArgs::ArrayBufferOf(size_t index) const {
+  napi_value ab = nullptr;
+  napi_typedarray_type type;
+  size_t length = 0;
+  if (napi_get_typedarray_info(env_, bufs_[index].value, &type, &length, nullptr, &ab, nullptr) != napi_ok) return nullptr;
+  return ab;
 }
 
 void CallArgs::ExpectParams(size_t length) const {
@@ -133,11 +152,10 @@ void CallArgs::Pin(napi_value pin, Name (*name_of)(size_t index)) {
   napi_value undefined = nullptr;
   napi_get_undefined(env_, &undefined);
   for (size_t i = 0; i < bufs_.size(); ++i) {
-    const Buf& b = bufs_[i];
-    if (!b.typed) continue;
+    if (!bufs_[i].typed) continue;
     napi_value ok = nullptr;
     bool pinned = false;
-    napi_value arg = b.arraybuffer;
+    napi_value arg = ArrayBufferOf(i);
     if (napi_call_function(env_, undefined, pin, 1, &arg, &ok) != napi_ok) Rethrow(env_);
     if (napi_get_value_bool(env_, ok, &pinned) != napi_ok || !pinned) {
       Fail(env_, kInput,
@@ -149,8 +167,12 @@ void CallArgs::Pin(napi_value pin, Name (*name_of)(size_t index)) {
 }
 
 void CallArgs::Resolve() {
-  ReadParams(false);
-  for (size_t i = 0; i < bufs_.size(); ++i) ReadBuffer(i);
+  // After a pin (JavaScript) everything is read again; a sync call has run no JavaScript since the
+  // first read.
+  if (async_) {
+    ReadParams(false);
+    for (size_t i = 0; i < bufs_.size(); ++i) ReadBuffer(i);
+  }
   n_regions_ = 0;
   regions_.resize(bufs_.size() + 1);
   Region& r = regions_[n_regions_++];
@@ -170,7 +192,7 @@ void* CallArgs::Typed(size_t index, Name name, napi_typedarray_type type, const 
   const Buf& b = bufs_[index];
   if (!b.typed) Fail(env_, kInput, name.str() + ": expected " + type_name);
   if (b.type != type) Fail(env_, kInput, name.str() + ": expected " + type_name + ", got " + TypeName(b.type));
-  if (b.length == 0 && Detached(env_, b.arraybuffer)) Fail(env_, kInput, name.str() + ": its ArrayBuffer is detached");
+  if (b.length == 0 && Detached(env_, ArrayBufferOf(index))) Fail(env_, kInput, name.str() + ": its ArrayBuffer is detached");
   if (b.length != length) {
     Fail(env_, kShape,
          name.str() + ": expected length " + std::to_string(length) + ", got " + std::to_string(b.length));
@@ -187,53 +209,64 @@ void* CallArgs::Typed(size_t index, Name name, napi_typedarray_type type, const 
 void CallArgs::AllowAlias(size_t output, size_t input) {
   const size_t n = aliases_.size();
   aliases_.resize(n + 1);
-  aliases_[n] = {output, input};
+  aliases_[n] = Alias{output, input};
+}
+
+bool CallArgs::IsAlias(const Region& out, const Region& in) const {
+  if (out.begin != in.begin || out.end != in.end) return false;
+  for (size_t k = 0; k < aliases_.size(); ++k) {
+    if (aliases_[k].out == out.index && aliases_[k].in == in.index) return true;
+  }
+  return false;
+}
+
+void CallArgs::FailOverlap(const Region& out, const Region& with) const {
+  Fail(env_, kInput,
+       out.name.str() + ": overlaps the memory of " + with.name.str() +
+           ": an output may not share memory with another argument (the gradient may only be the "
+           "student's own buffer exactly, written in place)");
 }
 
 void CallArgs::CheckOverlaps() const {
-  // The regions as they are to be checked: a declared alias whose two buffers are exactly the same
-  // memory becomes one output region (its input is written, so nothing else may overlap it either).
-  SmallVec<Region, 12> rs;
-  rs.resize(n_regions_);
-  size_t n = 0;
-  for (size_t i = 0; i < n_regions_; ++i) {
-    const Region& r = regions_[i];
-    bool merged = false;
-    for (size_t k = 0; k < aliases_.size(); ++k) {
-      if (r.index != aliases_[k].first) continue;
-      for (size_t j = 0; j < n_regions_; ++j) {
-        const Region& in = regions_[j];
-        if (in.index == aliases_[k].second && in.begin == r.begin && in.end == r.end) merged = true;
+  const size_t n = n_regions_;
+  if (n <= 32) {
+    // Every output against every other region. An output declared as an exact alias of an input is
+    // allowed to meet it; anything else meeting that input meets the output too, and is caught there.
+    for (size_t i = 0; i < n; ++i) {
+      const Region& out = regions_[i];
+      if (out.role != Role::kOutput) continue;
+      for (size_t j = 0; j < n; ++j) {
+        const Region& r = regions_[j];
+        if (j == i || r.begin >= out.end || out.begin >= r.end || IsAlias(out, r)) continue;
+        if (r.role == Role::kOutput && j < i) continue;  // reported from its own turn
+        FailOverlap(out, r);
       }
     }
-    if (merged) continue;  // its input stands for it, as an output
-    rs[n] = r;
-    for (size_t k = 0; k < aliases_.size(); ++k) {
-      if (r.index != aliases_[k].second) continue;
-      for (size_t j = 0; j < n_regions_; ++j) {
-        const Region& out = regions_[j];
-        if (out.index == aliases_[k].first && out.begin == r.begin && out.end == r.end) rs[n].role = Role::kOutput;
-      }
-    }
-    ++n;
+    return;
   }
-  std::sort(rs.data(), rs.data() + n, [](const Region& a, const Region& b) { return a.begin < b.begin; });
-  // Sweep in address order: a region overlaps an earlier one iff it starts before the largest end seen.
-  size_t last_any = SIZE_MAX, last_out = SIZE_MAX;  // the earlier regions reaching furthest
+  // Many regions (a feature loss with many layers): a sweep in address order. An exact alias pair
+  // becomes its input region, as an output (the input is written). A region overlaps an earlier one
+  // iff it starts before the furthest end seen.
+  SmallVec<Region, 12> rs;
+  rs.resize(n);
+  size_t m = 0;
   for (size_t i = 0; i < n; ++i) {
-    const Region& r = rs[i];
-    size_t other = SIZE_MAX;
-    if (r.role == Role::kOutput && last_any != SIZE_MAX && r.begin < rs[last_any].end) other = last_any;
-    if (other == SIZE_MAX && last_out != SIZE_MAX && r.begin < rs[last_out].end) other = last_out;
-    if (other != SIZE_MAX) {
-      const Region& o = rs[other];
-      const Region& out = r.role == Role::kOutput ? r : o;
-      const Region& with = r.role == Role::kOutput ? o : r;
-      Fail(env_, kInput,
-           out.name.str() + ": overlaps the memory of " + with.name.str() +
-               ": an output may not share memory with another argument (the gradient may only be the "
-               "student's own buffer exactly, written in place)");
+    bool aliased_out = false, aliased_in = false;
+    for (size_t j = 0; j < n; ++j) {
+      if (IsAlias(regions_[i], regions_[j])) aliased_out = true;
+      if (IsAlias(regions_[j], regions_[i])) aliased_in = true;
     }
+    if (aliased_out) continue;
+    rs[m] = regions_[i];
+    if (aliased_in) rs[m].role = Role::kOutput;
+    ++m;
+  }
+  std::sort(rs.data(), rs.data() + m, [](const Region& a, const Region& b) { return a.begin < b.begin; });
+  size_t last_any = SIZE_MAX, last_out = SIZE_MAX;  // the earlier regions reaching furthest
+  for (size_t i = 0; i < m; ++i) {
+    const Region& r = rs[i];
+    if (r.role == Role::kOutput && last_any != SIZE_MAX && r.begin < rs[last_any].end) FailOverlap(r, rs[last_any]);
+    if (last_out != SIZE_MAX && r.begin < rs[last_out].end) FailOverlap(rs[last_out], r);
     if (last_any == SIZE_MAX || r.end > rs[last_any].end) last_any = i;
     if (r.role == Role::kOutput && (last_out == SIZE_MAX || r.end > rs[last_out].end)) last_out = i;
   }
@@ -249,11 +282,8 @@ std::vector<Napi::Reference<Napi::Value>> CallArgs::TakeRefs() const {
   return refs;
 }
 
-size_t Dim(napi_env env, double d, Name name) {
-  if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0) {
-    Fail(env, kShape, name.str() + ": expected a positive integer, got " + Num(d));
-  }
-  return static_cast<size_t>(d);
+void FailDim(napi_env env, double d, Name name) {
+  Fail(env, kShape, name.str() + ": expected a positive integer, got " + Num(d));
 }
 
 size_t Elements(napi_env env, size_t rows, size_t cols, size_t elem_bytes) {
@@ -264,25 +294,16 @@ size_t Elements(napi_env env, size_t rows, size_t cols, size_t elem_bytes) {
   return rows * cols;
 }
 
-int Choice(napi_env env, double d, int count, const char* code, const char* name) {
-  if (!(d >= 0 && d < count) || d != std::floor(d)) {
-    Fail(env, code, std::string(name) + ": expected an integer in [0, " + std::to_string(count - 1) + "], got " + Num(d));
-  }
-  return static_cast<int>(d);
+void FailChoice(napi_env env, double d, int count, const char* code, const char* name) {
+  Fail(env, code, std::string(name) + ": expected an integer in [0, " + std::to_string(count - 1) + "], got " + Num(d));
 }
 
-double Finite(napi_env env, double d, double lo, bool lo_open, const char* name) {
-  if (!std::isfinite(d) || d < lo || (lo_open && d == lo)) {
-    Fail(env, kConfig, std::string(name) + ": expected a finite number " + (lo_open ? "> " : ">= ") + Num(lo) + ", got " + Num(d));
-  }
-  return d;
+void FailFinite(napi_env env, double d, double lo, bool lo_open, const char* name) {
+  Fail(env, kConfig, std::string(name) + ": expected a finite number " + (lo_open ? "> " : ">= ") + Num(lo) + ", got " + Num(d));
 }
 
-size_t Threads(napi_env env, double d) {
-  if (!(d >= 1 && d <= 1024) || d != std::floor(d)) {
-    Fail(env, kConfig, "threads: expected an integer in [1, 1024], got " + Num(d));
-  }
-  return static_cast<size_t>(d);
+void FailThreads(napi_env env, double d) {
+  Fail(env, kConfig, "threads: expected an integer in [1, 1024], got " + Num(d));
 }
 
 std::string NumStr(double d) { return Num(d); }

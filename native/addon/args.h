@@ -12,10 +12,12 @@
 
 #include <napi.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -29,12 +31,21 @@ constexpr const char* kConfig = "ERR_KD_CONFIG";
 // Throws a JS Error carrying `code` (turned into a JS exception by the entry point).
 [[noreturn]] void Fail(napi_env env, const char* code, const std::string& msg);
 
-// A vector that keeps up to N elements inline: calls with few buffers allocate nothing.
+// A vector that keeps up to N elements inline: calls with few buffers allocate nothing. Its inline
+// elements are left uninitialised until written (T is trivial).
 template <typename T, size_t N>
 class SmallVec {
+  static_assert(std::is_trivially_default_constructible<T>::value, "SmallVec leaves its elements uninitialised");
+
  public:
+  // Keeps the first min(n, size()) elements.
   void resize(size_t n) {
-    if (n > N && heap_.size() < n) heap_.resize(n);
+    if (n > N) {
+      if (n_ <= N) heap_.assign(inline_.begin(), inline_.begin() + n_);
+      heap_.resize(n);
+    } else if (n_ > N) {
+      std::copy(heap_.begin(), heap_.begin() + n, inline_.begin());
+    }
     n_ = n;
   }
   size_t size() const { return n_; }
@@ -44,7 +55,7 @@ class SmallVec {
   const T& operator[](size_t i) const { return data()[i]; }
 
  private:
-  std::array<T, N> inline_{};
+  std::array<T, N> inline_;
   std::vector<T> heap_;
   size_t n_ = 0;
 };
@@ -52,19 +63,20 @@ class SmallVec {
 // An argument's name for messages: `base`, or `base[item]`; turned into a string only on failure.
 struct Name {
   static constexpr size_t kNoItem = ~size_t{0};
-  const char* base = "";
-  size_t item = kNoItem;
+  const char* base;
+  size_t item;
+  Name() = default;
+  Name(const char* b, size_t i = kNoItem) : base(b), item(i) {}  // NOLINT: names convert from strings
   std::string str() const;
 };
 
 // One buffer argument as last read.
 struct Buf {
-  napi_value value = nullptr;  // the typed array; nullptr where the argument is null or undefined
-  napi_value arraybuffer = nullptr;
-  napi_typedarray_type type = napi_int8_array;
-  size_t length = 0;  // elements
-  void* data = nullptr;
-  bool typed = false;  // value is a typed array (else whatever it is, it is refused where used)
+  napi_value value;  // the argument; nullptr where it is null or undefined
+  napi_typedarray_type type;
+  size_t length;  // elements
+  void* data;
+  bool typed;  // value is a typed array (else whatever it is, it is refused where used)
 };
 
 // What a registered buffer is to the call: read only, or written.
@@ -90,7 +102,8 @@ class CallArgs {
   // Async calls: runs `pin` (the loader's helper) on every buffer's ArrayBuffer; a false return (a
   // resizable ArrayBuffer) is an InputError naming the buffer (`name_of(index)`).
   void Pin(napi_value pin, Name (*name_of)(size_t index));
-  // Re-reads params and every buffer: pointers and lengths come from this read only.
+  // Async calls: re-reads params and every buffer after the pins (pointers and lengths come from this
+  // read only). Then starts the overlap check's registry.
   void Resolve();
 
   // Buffer `index` after Resolve(), checked for type and exact length and registered for the overlap
@@ -114,15 +127,18 @@ class CallArgs {
 
  private:
   struct Region {
-    uintptr_t begin = 0, end = 0;
-    Role role = Role::kInput;
-    size_t index = 0;  // buffer index, or kParamsIndex
+    uintptr_t begin, end;
+    Role role;
+    size_t index;  // buffer index, or kParamsIndex
     Name name;
   };
   static constexpr size_t kParamsIndex = ~size_t{0};
 
   void ReadBuffer(size_t index);
   void ReadParams(bool copy);
+  bool IsAlias(const Region& out, const Region& in) const;
+  [[noreturn]] void FailOverlap(const Region& out, const Region& with) const;
+  napi_value ArrayBufferOf(size_t index) const;
 
   napi_env env_;
   const char* op_;
@@ -134,19 +150,40 @@ class CallArgs {
   SmallVec<Buf, 10> bufs_;
   SmallVec<Region, 12> regions_;
   size_t n_regions_ = 0;
-  SmallVec<std::pair<size_t, size_t>, 2> aliases_;  // (output, input) buffer indices
+  struct Alias {
+    size_t out, in;  // buffer indices
+  };
+  SmallVec<Alias, 2> aliases_;
 };
 
+// The failures of the checks below, out of line (the checks themselves are on every call's path).
+[[noreturn]] void FailDim(napi_env env, double d, Name name);
+[[noreturn]] void FailChoice(napi_env env, double d, int count, const char* code, const char* name);
+[[noreturn]] void FailFinite(napi_env env, double d, double lo, bool lo_open, const char* name);
+[[noreturn]] void FailThreads(napi_env env, double d);
+
 // A positive integer dimension (at most 2^53 - 1) read from a param.
-size_t Dim(napi_env env, double d, Name name);
+inline size_t Dim(napi_env env, double d, Name name) {
+  if (!(d >= 1 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<uint64_t>(d))) FailDim(env, d, name);
+  return static_cast<size_t>(d);
+}
 // rows * cols, failing with a ShapeError when the product or its bytes overflow.
 size_t Elements(napi_env env, size_t rows, size_t cols, size_t elem_bytes);
 // A param naming a choice: an integer in [0, count).
-int Choice(napi_env env, double d, int count, const char* code, const char* name);
+inline int Choice(napi_env env, double d, int count, const char* code, const char* name) {
+  if (!(d >= 0 && d < count) || d != static_cast<double>(static_cast<int>(d))) FailChoice(env, d, count, code, name);
+  return static_cast<int>(d);
+}
 // A finite param >= lo (> lo when lo_open); a ConfigError otherwise.
-double Finite(napi_env env, double d, double lo, bool lo_open, const char* name);
+inline double Finite(napi_env env, double d, double lo, bool lo_open, const char* name) {
+  if (!(d >= lo && d <= 1.7976931348623157e308) || (lo_open && d == lo)) FailFinite(env, d, lo, lo_open, name);
+  return d;
+}
 // The threads param: an integer in [1, 1024].
-size_t Threads(napi_env env, double d);
+inline size_t Threads(napi_env env, double d) {
+  if (!(d >= 1 && d <= 1024) || d != static_cast<double>(static_cast<int>(d))) FailThreads(env, d);
+  return static_cast<size_t>(d);
+}
 // A number as JavaScript prints it.
 std::string NumStr(double d);
 

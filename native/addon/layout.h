@@ -28,8 +28,8 @@ struct KdSlot {
 };
 // Positions of kd's buffers after (params, async).
 struct KdBuffer {
-  enum : size_t { kStudent = 0, kTeacher = 1, kHardTargets = 2, kMask = 3, kRowSoft = 4, kRowHard = 5, kGrad = 6, kArgmax = 7, kCount = 8 };
-  static constexpr const char* kNames[] = {"student", "teacher", "hardTargets", "mask", "rowSoft", "rowHard", "grad", "argmax"};
+  enum : size_t { kStudent = 0, kTeacher = 1, kHardTargets = 2, kGrad = 3, kMask = 4, kArgmax = 5, kRowSoft = 6, kRowHard = 7, kCount = 8 };
+  static constexpr const char* kNames[] = {"student", "teacher", "hardTargets", "grad", "mask", "argmax", "rowSoft", "rowHard"};
 };
 
 // Slots of feature's params array (params, then results).
