@@ -64,6 +64,8 @@ export function loadAddon(): Addon {
 }
 
 const resizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+/** Buffers already marked (marking costs about a microsecond; a lookup here, tens of nanoseconds). */
+const marked = new WeakSet<ArrayBufferLike>();
 
 /**
  * Makes a buffer safe for native threads to read until an async call settles, or says it cannot be.
@@ -73,9 +75,10 @@ const resizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resiza
  * resizable ArrayBuffer could be shrunk, which unmaps its memory: refused.
  */
 function pin(buffer: ArrayBufferLike): boolean {
-  if (types.isSharedArrayBuffer(buffer)) return true;
+  if (marked.has(buffer) || types.isSharedArrayBuffer(buffer)) return true;
   if (resizable !== undefined && resizable.call(buffer) === true) return false;
   markAsUntransferable(buffer);
+  marked.add(buffer);
   return true;
 }
 
