@@ -1,8 +1,7 @@
 /**
- * The native backend: hands validated jobs to the N-API addon (build/Release/kdloss.node).
+ * The native backend: hands validated jobs to the N-API addon (found and loaded by ./load).
  * @module
  */
-import * as path from 'path';
 import { fromNative } from '../errors';
 import type { AsyncHandle, AttentionJob, Backend, FeatureJob, KdJob } from './types';
 
@@ -69,17 +68,6 @@ export interface Addon {
   info(): NativeInfo;
   /** Element-wise exp/log into output, or the sum of input ('sum'; output ignored). */
   vecmath(op: 'exp' | 'log' | 'sum', input: Float32Array | Float64Array, output: Float32Array | Float64Array | null): number | undefined;
-}
-
-/** Path of the addon: KDLOSS_ADDON if set, else the node-gyp build next to the package. */
-export function addonPath(): string {
-  return process.env.KDLOSS_ADDON || path.join(__dirname, '..', '..', 'build', 'Release', 'kdloss.node');
-}
-
-/** Loads the addon; throws whatever loading throws (missing file, unusable KDLOSS_ISA, ...). */
-export function loadAddon(): Addon {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(addonPath()) as Addon;
 }
 
 /** Calls the addon, converting its coded errors to typed ones. */
