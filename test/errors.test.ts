@@ -186,7 +186,7 @@ describe('raw addon', () => {
   // The binding checks everything again itself: garbage gets a coded error, never a crash.
   const root = path.dirname(require.resolve('kdloss/package.json'));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const addon = require(process.env.KDLOSS_ADDON || path.join(root, 'build', 'Release', 'kdloss.node'));
+  const addon = require(require(path.join(root, 'dist', 'backend', 'load.js')).addonPath());
   const f64 = (n: number) => new Float64Array(n);
   // kd's io buffer (layout in native/addon/addon.cc): shape, target kind, threads, T = 2 with the
   // logits cross-entropy (no hard loss without targets), and which optional arguments are passed.

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { addonPath } from '../backend/load';
 import type { DType } from '../matrix';
 import { largeMapCaseId, selectCases, selectThreadCases, THREAD_COUNTS } from './cases';
 import { renderChart } from './svg';
@@ -103,10 +104,10 @@ function gitCommit(): string | null {
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
-/** When the addon was built (mtime of build/Release/kdloss.node), or null. */
+/** When the addon in use was built (mtime of its file: a local build or the prebuild), or null. */
 function addonBuilt(): string | null {
   try {
-    return fs.statSync(process.env.KDLOSS_ADDON || path.join(__dirname, '..', '..', 'build', 'Release', 'kdloss.node')).mtime.toISOString();
+    return fs.statSync(addonPath()).mtime.toISOString();
   } catch {
     return null;
   }
