@@ -20,7 +20,10 @@ for tool in apt-get apt-cache dpkg qemu-aarch64; do
     exit 1
   fi
 done
-state="$PWD/$dir/apt"
+case "$dir" in
+  /*) state="$dir/apt" ;;
+  *) state="$PWD/$dir/apt" ;;
+esac
 mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$dir/debs" "$root"
 [ -f "$state/status" ] || : >"$state/status"
 set -- -q -o APT::Architecture=arm64 -o APT::Architectures::=arm64 \

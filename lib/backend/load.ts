@@ -37,16 +37,39 @@ export class AddonNotFound extends Error {
   }
 }
 
-/** The `<platform>-<arch>` directories of prebuilt binaries this package ships, sorted. */
+/** The libc a prebuilt binary must be built for here (node-gyp-build's test: Alpine means musl). */
+function libc(): string {
+  return fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc';
+}
+
+/** This machine as prebuilt binaries are named: `linux-x64 (glibc)`, `darwin-arm64`, ... */
+export function platformName(): string {
+  return `${process.platform}-${process.arch}${process.platform === 'linux' ? ` (${libc()})` : ''}`;
+}
+
+/** The prebuilt binaries this package ships, named as {@link platformName} names machines, sorted. */
 export function prebuiltPlatforms(): string[] {
+  const found: string[] = [];
+  const dir = path.join(packageRoot, 'prebuilds');
+  let platforms: string[] = [];
   try {
-    return fs
-      .readdirSync(path.join(packageRoot, 'prebuilds'))
-      .filter((dir) => fs.readdirSync(path.join(packageRoot, 'prebuilds', dir)).some((f) => f.endsWith('.node')))
-      .sort();
+    platforms = fs.readdirSync(dir);
   } catch {
-    return [];
+    return found;
   }
+  for (const platform of platforms) {
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(path.join(dir, platform)).filter((f) => f.endsWith('.node'));
+    } catch {
+      continue;
+    }
+    for (const f of files) {
+      const tag = f.split('.').find((t) => t === 'glibc' || t === 'musl');
+      found.push(tag ? `${platform} (${tag})` : platform);
+    }
+  }
+  return [...new Set(found)].sort();
 }
 
 /**
@@ -63,7 +86,7 @@ export function addonPath(): string {
   } catch {
     const prebuilt = prebuiltPlatforms();
     throw new AddonNotFound(
-      `no prebuilt binary for ${process.platform}-${process.arch} ` +
+      `no prebuilt binary for ${platformName()} ` +
         `(this package has ${prebuilt.length > 0 ? prebuilt.join(', ') : 'none'}) and no local build in build/Release`,
     );
   }
