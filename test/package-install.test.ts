@@ -20,7 +20,10 @@ const PROBES = path.join(ROOT, 'test', 'package');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { losses } = require(path.join(PROBES, 'data.cjs')) as { losses: (k: typeof kd) => Losses };
 const PLATFORM = `${process.platform}-${process.arch}`;
-const NPM_CLI = require.resolve('npm/bin/npm-cli.js', { paths: [path.dirname(fs.realpathSync(process.execPath)), '/usr/lib/node_modules', path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules')] });
+/** npm's CLI script: the one running us (npm run) or the one on PATH. */
+const NPM_CLI = fs.realpathSync(
+  process.env.npm_execpath || spawnSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).stdout.trim(),
+);
 
 type Case = { loss: number; soft: number; hard: number; gradAbsSum: number };
 type Losses = Record<'float64' | 'float32', Case>;
@@ -225,6 +228,13 @@ describe('package: the npm tarball installed without a compiler', function () {
       expect(out.isa).to.equal(bestVariant(caps.compiled));
       expectClose(out.losses.native!, out.losses.js!, 1e-12, 1e-5);
       expect(out.losses.js).to.deep.equal(jsHere());
+    });
+
+    it('links the kdloss command, which runs', () => {
+      const r = run(path.join(project.dir, 'node_modules', '.bin', 'kdloss'), ['--version'], project.dir, slimEnv(bin));
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stdout.trim()).to.equal(`kdloss ${JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version}`);
+      expect(r.stderr).to.equal('');
     });
 
     for (const [file, first] of [

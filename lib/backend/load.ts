@@ -42,9 +42,9 @@ function libc(): string {
   return fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc';
 }
 
-/** This machine as prebuilt binaries are named: `linux-x64 (glibc)`, `darwin-arm64`, ... */
+/** This machine as prebuilt binaries are named: `linux-x64 glibc`, `darwin-arm64`, ... */
 export function platformName(): string {
-  return `${process.platform}-${process.arch}${process.platform === 'linux' ? ` (${libc()})` : ''}`;
+  return `${process.platform}-${process.arch}${process.platform === 'linux' ? ` ${libc()}` : ''}`;
 }
 
 /** The prebuilt binaries this package ships, named as {@link platformName} names machines, sorted. */
@@ -66,7 +66,7 @@ export function prebuiltPlatforms(): string[] {
     }
     for (const f of files) {
       const tag = f.split('.').find((t) => t === 'glibc' || t === 'musl');
-      found.push(tag ? `${platform} (${tag})` : platform);
+      found.push(tag ? `${platform} ${tag}` : platform);
     }
   }
   return [...new Set(found)].sort();
