@@ -50,7 +50,9 @@ if [ -z "$addon" ]; then
   echo "=== asan-mocha: building the sanitized addon in $dir ==="
   tests_flag="--CDKD_BUILD_TESTS=OFF"
   [ "$native_tests" = 1 ] && tests_flag="--CDKD_BUILD_TESTS=ON"
-  npx cmake-js compile --out "$dir" -B RelWithDebInfo --CDKD_SANITIZE=ON "$tests_flag" -p "$jobs"
+  # Configured every time, so that the options apply to an existing build directory too.
+  npx cmake-js configure --out "$dir" -B RelWithDebInfo --CDKD_SANITIZE=ON "$tests_flag"
+  npx cmake-js build --out "$dir" -B RelWithDebInfo -p "$jobs"
   addon=$(find "$dir" -name kdloss.node -type f | head -n 1)
   [ -n "$addon" ] || { echo "asan-mocha: no kdloss.node in $dir" >&2; exit 1; }
   echo "=== asan-mocha: built in $(( $(date +%s) - start )) s ==="
