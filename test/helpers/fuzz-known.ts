@@ -69,15 +69,17 @@ export const KNOWN_ISSUES: KnownIssue[] = [
   {
     item: 7,
     title:
-      'labelSmoothing 1 with a -Infinity student logit (or, fromLogits false with epsilon 0, a probability <= 0): ' +
-      'native NaN, js +Infinity',
+      'labelSmoothing 1 with a -Infinity student logit at a class whose target is not 0 (or, fromLogits false ' +
+      'with epsilon 0, a probability <= 0 there): native NaN, js +Infinity',
     quantities: KD_LOSSES,
     row: (c, r) => {
       if (c.spec.kind !== 'kd' || c.spec.hard.type !== 'ce' || c.spec.hard.options.labelSmoothing !== 1) return false;
       const o = c.spec.hard.options;
-      const student = (c.data as KdData).student;
-      if (o.fromLogits !== false) return rowHas(student, r, c.spec.cols, (x) => x === -Infinity);
-      return o.epsilon === 0 && rowHas(student, r, c.spec.cols, (x) => x <= 0);
+      const d = c.data as KdData;
+      const C = c.spec.cols;
+      const target = (j: number) => (d.classes !== null ? d.classes[r] === j : d.targetMatrix![r * C + j] !== 0);
+      if (o.fromLogits !== false) return rowHas(d.student, r, C, (x, j) => x === -Infinity && target(j));
+      return o.epsilon === 0 && rowHas(d.student, r, C, (x, j) => x <= 0 && target(j));
     },
   },
   {
