@@ -8,7 +8,7 @@
 {
   "includes": ["native/sources.gypi"],
   "target_defaults": {
-    "defines": ["NAPI_VERSION=8"],
+    "defines": ["NAPI_VERSION=8", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
     "cflags": ["<@(kd_cflags)"],
     "cflags_cc": ["<@(kd_cflags)", "-std=c++17"],
     "cflags!": ["-O2"],
