@@ -17,9 +17,40 @@ export { closeInputs, type EvalInputs, type InputFiles, type LabelsKind, openInp
 /** Logits as read: 16-bit formats as their raw bits. */
 export type LogitsArray = Float32Array | Float64Array | Uint16Array;
 
-/** A buffer for `n` logits of `dtype`. */
-export function allocLogits(dtype: LogitsType, n: number): LogitsArray {
-  return dtype === 'float64' ? new Float64Array(n) : dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
+/** `n` logits of `dtype` over `buffer` from byte `offset` (a new buffer when none is given). */
+export function allocLogits(dtype: LogitsType, n: number, buffer?: ArrayBuffer, offset = 0): LogitsArray {
+  const Ctor = dtype === 'float64' ? Float64Array : dtype === 'float32' ? Float32Array : Uint16Array;
+  return buffer === undefined ? new Ctor(n) : new Ctor(buffer, offset, n);
+}
+
+/**
+ * Rows are placed so that every row's address modulo {@link ROW_ALIGN} is that of its row index times
+ * the row's bytes, wherever its chunk starts: the SIMD kernels start a wide row's sweep at its first
+ * vector-aligned element, so a row's rounding depends on its address modulo the vector size. Placed
+ * so, a row gives the same bits in every chunking, shard and process, and merged shards equal the
+ * whole run bit for bit. The logits live in a WebAssembly.Memory, whose buffer V8 allocates page
+ * aligned (an ArrayBuffer's address modulo 64 is the allocator's choice); where one cannot be made
+ * (larger than 4 GiB, or no WebAssembly), plain buffers keep every result correct, only no longer
+ * bit-identical across chunkings for rows whose bytes are not a multiple of the vector size.
+ */
+export const ROW_ALIGN = 64;
+
+/** WebAssembly's memory constructor (absent under --jitless). */
+const wasm = (globalThis as { WebAssembly?: { Memory: new (d: { initial: number; maximum?: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
+
+/** One buffer for the four logits arrays (two sets of student and teacher), each ROW_ALIGN-aligned with room to shift. */
+function logitsBuffer(dtype: LogitsType, elements: number): { buffer: ArrayBuffer | undefined; stride: number } {
+  const itemsize = dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : 2;
+  const stride = Math.ceil((elements * itemsize + ROW_ALIGN) / ROW_ALIGN) * ROW_ALIGN;
+  const pages = Math.ceil((4 * stride) / 65536);
+  if (wasm !== undefined && pages <= 65536) {
+    try {
+      return { buffer: new wasm.Memory({ initial: pages, maximum: pages }).buffer, stride };
+    } catch {
+      // Address space refused (ulimit -v): plain buffers below.
+    }
+  }
+  return { buffer: undefined, stride };
 }
 
 /** One chunk of rows in the reader's buffers: valid until the caller asks for the next chunk. */
@@ -129,9 +160,14 @@ export class ChunkReader {
     this.end = options.end ?? inputs.rows;
     this.ignoreIndex = options.ignoreIndex ?? null;
     checkChunkSize(inputs, chunkRows, given);
+    const slack = ROW_ALIGN / inputs.student.array.itemsize;
+    const elements = chunkRows * inputs.cols + slack;
+    const { buffer, stride } = logitsBuffer(inputs.dtype, elements);
+    let slot = 0;
+    const logits = (): LogitsArray => allocLogits(inputs.dtype, elements, buffer, stride * slot++);
     const make = (): BufferSet => ({
-      student: allocLogits(inputs.dtype, chunkRows * inputs.cols),
-      teacher: allocLogits(inputs.dtype, chunkRows * inputs.cols),
+      student: logits(),
+      teacher: logits(),
       labelsRaw: inputs.labels ? new Uint8Array(chunkRows * inputs.labels.rowBytes) : null,
       labels: inputs.labels ? new Int32Array(chunkRows) : null,
     });
@@ -148,20 +184,23 @@ export class ChunkReader {
     }
   }
 
-  /** Reads rows [row, row + n) into `set`. */
+  /** Reads rows [row, row + n) into `set`, placed as {@link ROW_ALIGN} says. */
   private async read(set: BufferSet, row: number, n: number): Promise<Chunk> {
     const { student, teacher, labels, cols } = this.inputs;
+    const shift = ((ROW_ALIGN - ((row * student.rowBytes) % ROW_ALIGN)) % ROW_ALIGN) / student.array.itemsize;
+    const s = set.student.subarray(shift, shift + n * cols);
+    const t = set.teacher.subarray(shift, shift + n * cols);
     await Promise.all([
-      student.readRows(row, n, bytesOf(set.student)),
-      teacher.readRows(row, n, bytesOf(set.teacher)),
+      student.readRows(row, n, bytesOf(s)),
+      teacher.readRows(row, n, bytesOf(t)),
       labels ? labels.readRows(row, n, set.labelsRaw!) : undefined,
     ]);
     if (labels) convertLabels(labels, set.labelsRaw!, n, cols, row, set.labels!, this.ignoreIndex);
     return {
       row,
       rows: n,
-      student: set.student.subarray(0, n * cols),
-      teacher: set.teacher.subarray(0, n * cols),
+      student: s,
+      teacher: t,
       labels: set.labels ? set.labels.subarray(0, n) : null,
     };
   }

@@ -30,11 +30,28 @@ interface Io {
   stderr: NodeJS.WriteStream;
 }
 
+/**
+ * The arguments with a negative number after a flag that takes one joined to it (`--ignore-index
+ * -100` as `--ignore-index=-100`): parseArgs takes any word starting with '-' for an option.
+ */
+export function joinNegativeValues(argv: string[], flags: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (flags.includes(argv[i]) && i + 1 < argv.length && /^-\d/.test(argv[i + 1])) {
+      out.push(`${argv[i]}=${argv[i + 1]}`);
+      i++;
+    } else {
+      out.push(argv[i]);
+    }
+  }
+  return out;
+}
+
 async function runEval(argv: string[], io: Io): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv, ['--ignore-index', '--temperature', '--alpha']),
       strict: true,
       allowPositionals: false,
       options: {
