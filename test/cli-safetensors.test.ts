@@ -153,6 +153,15 @@ describe('kdloss eval: safetensors files and N-D logits', () => {
         pattern: /integer labels must be class indices of the logits' leading shape \(5, 10\) or \(50,\) flattened, got shape \(10, 5\)/,
       },
       {
+        what: 'two tensors of one file that do not match, the file named first (as every message does)',
+        args: () => {
+          writeSafetensors(f('mismatch.safetensors'), { s: f32(S32), t: { dtype: 'F32', shape: [ROWS, COLS - 1], data: new Float32Array(ROWS * (COLS - 1)) } });
+          return ['eval', '--student', f('mismatch.safetensors'), '--student-key', 's', '--teacher', f('mismatch.safetensors'), '--teacher-key', 't'];
+        },
+        file: () => f('mismatch.safetensors'),
+        pattern: /^kdloss: \S+mismatch\.safetensors: tensor 't': 6 classes, but \S+mismatch\.safetensors \[s\] has 7 classes$/,
+      },
+      {
         what: 'a tensor of no classes',
         args: () => {
           writeSafetensors(f('nocols.safetensors'), { s: { dtype: 'F32', shape: [ROWS, 0], data: new Float32Array(0) } });

@@ -64,12 +64,10 @@ function checkLogits(student: ArraySource, teacher: ArraySource): { rows: number
   const tc = teacher.shape[teacher.shape.length - 1];
   const tr = teacher.size / tc;
   if (student.dtype !== teacher.dtype) {
-    throw new CliError(
-      `${arrayName(teacher)}: dtype ${teacher.dtype} does not match ${arrayName(student)} (${student.dtype}); student and teacher logits must share a dtype`,
-    );
+    throw arrayError(teacher, `dtype ${teacher.dtype} does not match ${arrayName(student)} (${student.dtype}); student and teacher logits must share a dtype`);
   }
-  if (tc !== cols) throw new CliError(`${arrayName(teacher)}: ${tc} classes, but ${arrayName(student)} has ${cols} classes`);
-  if (tr !== rows) throw new CliError(`${arrayName(teacher)}: ${tr} rows, but ${arrayName(student)} has ${rows} rows`);
+  if (tc !== cols) throw arrayError(teacher, `${tc} classes, but ${arrayName(student)} has ${cols} classes`);
+  if (tr !== rows) throw arrayError(teacher, `${tr} rows, but ${arrayName(student)} has ${rows} rows`);
   return { rows, cols, dtype: student.dtype as LogitsType };
 }
 
@@ -86,12 +84,12 @@ function checkLabels(labels: ArraySource, student: ArraySource, rows: number, co
       throw arrayError(labels, `float labels must be one-hot rows of the logits' shape ${shapeStr(student.shape)}, got shape ${shapeStr(shape)}`);
     }
     const lc = shape[shape.length - 1];
-    if (lc !== cols) throw new CliError(`${arrayName(labels)}: ${lc} classes, but ${arrayName(student)} has ${cols} classes`);
-    if (labels.size / lc !== rows) throw new CliError(`${arrayName(labels)}: ${labels.size / lc} rows, but ${arrayName(student)} has ${rows} rows`);
+    if (lc !== cols) throw arrayError(labels, `${lc} classes, but ${arrayName(student)} has ${cols} classes`);
+    if (labels.size / lc !== rows) throw arrayError(labels, `${labels.size / lc} rows, but ${arrayName(student)} has ${rows} rows`);
     return 'one-hot';
   }
   if (same(shape, lead) || (shape.length === 1 && shape[0] === rows)) return 'indices';
-  if (shape.length === 1) throw new CliError(`${arrayName(labels)}: ${shape[0]} labels, but ${arrayName(student)} has ${rows} rows`);
+  if (shape.length === 1) throw arrayError(labels, `${shape[0]} labels, but ${arrayName(student)} has ${rows} rows`);
   const flat = lead.length > 1 ? ` or ${shapeStr([rows])} flattened` : '';
   throw arrayError(
     labels,
