@@ -53,7 +53,7 @@ export function mutate(rng: Rng): { what: string; bytes: Buffer } {
   const header = JSON.parse(json) as Record<string, any>;
   const names = ['student', 'teacher', 'labels'];
   const withHeader = (h: unknown, extraData = data): Buffer => Buffer.concat([headerBytes(typeof h === 'string' ? h : JSON.stringify(h)), extraData]);
-  switch (rng.int(12)) {
+  switch (rng.int(13)) {
     case 0: {
       const at = rng.int(valid.length);
       return { what: `truncated at ${at}`, bytes: valid.subarray(0, at) };
@@ -121,6 +121,13 @@ export function mutate(rng: Rng): { what: string; bytes: Buffer } {
       const h = structuredClone(header);
       h.__metadata__ = rng.int(2) ? { k: randomValue(rng) } : randomValue(rng);
       return { what: 'metadata of another type', bytes: withHeader(h) };
+    }
+    case 12: {
+      // A large header: a metadata string of up to 2 MB, valid or cut short.
+      const h = structuredClone(header);
+      h.__metadata__ = { big: 'x'.repeat(rng.int(2 << 20)) };
+      const bytes = withHeader(h);
+      return rng.int(2) ? { what: 'large metadata', bytes } : { what: 'large metadata, truncated', bytes: bytes.subarray(0, rng.int(bytes.length)) };
     }
     default: {
       const garbage = Buffer.from(Array.from({ length: 8 + rng.int(200) }, () => rng.int(256)));
