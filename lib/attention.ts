@@ -3,11 +3,11 @@
  * mean over all elements of (a_student - a_teacher)^2.
  * @module
  */
-import { backend } from './backend';
-import { ConfigError } from './errors';
-import { allocFloat, callDType, checkOut, expectShape, type FloatArray, type MatrixInput, toMatrix } from './matrix';
 import type { AttentionJob } from './backend/types';
-import { type AsyncOptions, optionsOf, type Reduction, reductionOf, settle, signalOf, threadsOf } from './options';
+import { Call, runAsync, runSync } from './call';
+import { ConfigError } from './errors';
+import { allocFloat, callDType, checkNoOverlap, checkOut, expectShape, type FloatArray, type MatrixInput, readMatrix, toMatrix } from './matrix';
+import { type AsyncOptions, optionsOf, type Reduction, reductionCode, reductionOf, signalOf, threadsOf } from './options';
 
 /** Options of {@link AttentionTransferLoss.forward}. */
 export interface AttentionForwardOptions {
@@ -58,8 +58,7 @@ export class AttentionTransferLoss {
 
   /** Loss and optionally per-row losses and the gradient. */
   forward(studentAttention: MatrixInput, teacherAttention: MatrixInput, options?: AttentionForwardOptions): AttentionResult {
-    const call = this.prepare(studentAttention, teacherAttention, options, false);
-    return call.finish(backend().attention(call.job, call.threads));
+    return runSync(this.prepare(studentAttention, teacherAttention, options, false));
   }
 
   /** {@link forward} off the main thread, split over row blocks (bitwise the same for any thread count). */
@@ -68,59 +67,73 @@ export class AttentionTransferLoss {
     teacherAttention: MatrixInput,
     options?: AttentionForwardOptions & AsyncOptions,
   ): Promise<AttentionResult> {
-    const signal = signalOf(options?.signal);
-    const call = this.prepare(studentAttention, teacherAttention, options, true);
-    const { job, threads } = call;
-    return call.finish(
-      await settle(() => backend().attentionAsync(job, threads), signal, job.rows * job.cols, () => backend().attention(job, 1)),
-    );
+    return runAsync(this.prepare(studentAttention, teacherAttention, options, true));
   }
 
   /** {@link computeAttentionLoss} off the main thread (see {@link forwardAsync}). */
-  async computeAttentionLossAsync(
-    studentAttention: MatrixInput,
-    teacherAttention: MatrixInput,
-    options?: AsyncOptions,
-  ): Promise<number> {
+  async computeAttentionLossAsync(studentAttention: MatrixInput, teacherAttention: MatrixInput, options?: AsyncOptions): Promise<number> {
     const opts = optionsOf(options);
     return (await this.forwardAsync(studentAttention, teacherAttention, { signal: opts.signal, threads: opts.threads })).loss;
   }
 
+  /** Validates a call, reading every argument and option once, and builds its job. */
   private prepare(
     studentAttention: MatrixInput,
     teacherAttention: MatrixInput,
     options: (AttentionForwardOptions & AsyncOptions) | undefined,
     async: boolean,
-  ): { job: AttentionJob; threads: number; finish: (total: number) => AttentionResult } {
+  ): AttentionCall {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
-    const dtype = callDType(studentAttention, teacherAttention);
-    const s = toMatrix(studentAttention, 'studentAttention', dtype);
-    const t = toMatrix(teacherAttention, 'teacherAttention', dtype);
+    const { grad: gradOpt, gradOut, threads: threadsOpt } = opts;
+    const signal = async ? signalOf(opts.signal) : undefined;
+    const sRead = readMatrix(studentAttention);
+    const tRead = readMatrix(teacherAttention);
+    const dtype = callDType(sRead, tRead);
+    const s = toMatrix(sRead, 'studentAttention', dtype);
+    const t = toMatrix(tRead, 'teacherAttention', dtype);
     expectShape(t, s.rows, s.cols, 'teacherAttention');
     const n = s.rows * s.cols;
-    const threads = threadsOf(opts.threads, n, async);
-    const wantGrad = opts.grad === true || opts.gradOut !== undefined;
-    const grad = wantGrad ? (opts.gradOut !== undefined ? checkOut(opts.gradOut, dtype, n, 'gradOut') : allocFloat(dtype, n)) : null;
-    // 'sum' sums row means; 'mean' and 'none' report the mean over all elements.
-    const scale = reduction === 'sum' ? 1 / s.cols : 1 / n;
-    const perSample = reduction === 'none' ? new Float64Array(s.rows) : null;
+    const threads = threadsOf(threadsOpt, n, async);
+    let grad: FloatArray | null = null;
+    if (gradOut !== undefined) {
+      grad = checkOut(gradOut, dtype, n, 'gradOut');
+      checkNoOverlap(grad, 'gradOut', [[s.data, 'studentAttention'], [t.data, 'teacherAttention']], s.data);
+    } else if (gradOpt === true) {
+      grad = allocFloat(dtype, n);
+    }
     const job: AttentionJob = {
+      op: 'attention',
+      dtype,
       student: s.data,
       teacher: t.data,
       rows: s.rows,
       cols: s.cols,
       beta: this.beta,
-      rowOut: perSample,
+      reduction: reductionCode(reduction),
+      rowOut: reduction === 'none' ? new Float64Array(s.rows) : null,
       grad,
-      gradScale: scale,
     };
-    const finish = (total: number): AttentionResult => {
-      const result: AttentionResult = { loss: total * scale };
-      if (perSample !== null) result.perSample = perSample;
-      if (grad !== null) result.grad = grad;
-      return result;
-    };
-    return { job, threads, finish };
+    // 'sum' sums row means; 'mean' and 'none' report the mean over all elements.
+    return new AttentionCall(job, threads, signal, reduction === 'sum' ? 1 / s.cols : 1 / n);
+  }
+}
+
+/** A validated attention call. */
+class AttentionCall extends Call<AttentionResult> {
+  constructor(
+    override readonly job: AttentionJob,
+    threads: number,
+    signal: AbortSignal | undefined,
+    private readonly scale: number,
+  ) {
+    super(job, threads, job.rows * job.cols, new Float64Array(1), signal);
+  }
+
+  finish(): AttentionResult {
+    const result: AttentionResult = { loss: this.results[0] * this.scale };
+    if (this.job.rowOut !== null) result.perSample = this.job.rowOut;
+    if (this.job.grad !== null) result.grad = this.job.grad;
+    return result;
   }
 }

@@ -3,23 +3,26 @@
  * (1 - alpha) * hard loss.
  * @module
  */
-import { backend } from './backend';
-import { HardKind, type KdJob, TargetKind } from './backend/types';
-import { ConfigError, InputError } from './errors';
+import { HardKind, type KdJob, ReductionCode, reductionScale, TargetKind } from './backend/types';
+import { Call, runAsync, runSync } from './call';
+import { ConfigError, InputError, ShapeError } from './errors';
 import { CrossEntropyLoss, fusedSpec, type Loss } from './losses';
 import {
   allocFloat,
   callDType,
+  checkNoOverlap,
   checkOut,
   expectShape,
   type FloatArray,
   type Matrix,
   type MatrixInput,
+  readMatrix,
   type Targets,
   toMatrix,
 } from './matrix';
-import { type AsyncOptions, maskOf, optionsOf, type Reduction, reductionOf, settle, signalOf, threadsOf } from './options';
-import { countKept, type PreparedTargets, prepareTargets } from './targets';
+import { type AsyncOptions, maskOf, optionsOf, type Reduction, reductionCode, reductionOf, signalOf, threadsOf } from './options';
+import { type PreparedTargets, prepareTargets, readTargets, targetsMatrixRead } from './targets';
+import { isFloat32Array, isFloat64Array, lengthOf } from './views';
 
 /** Options of {@link DistillationLoss.forward}. */
 export interface DistillationForwardOptions {
@@ -60,8 +63,10 @@ export interface DistillationResult {
 }
 
 const NO_IGNORE = Number.MIN_SAFE_INTEGER;
-/** Receives [soft sum, hard sum, kept rows] from sync calls; read before any user code runs. */
-const kdOut = new Float64Array(3);
+/** The widest row whose argmax an Int32Array can hold. */
+const MAX_ARGMAX_COLS = 2147483647;
+/** Receives the sums of sync calls; read by finish() before any user code runs. */
+const syncResults = new Float64Array(3);
 
 function checkNumber(v: unknown, name: string): number {
   if (typeof v !== 'number') throw new ConfigError(`${name}: expected a number, got ${typeof v}`);
@@ -113,15 +118,8 @@ export class DistillationLoss {
    * Loss, its two terms, and optionally per-row losses and the gradient, in one native pass per row.
    * @throws ShapeError, InputError for bad inputs (see README)
    */
-  forward(
-    student: MatrixInput,
-    teacher: MatrixInput,
-    hardTargets: Targets,
-    options?: DistillationForwardOptions,
-  ): DistillationResult {
-    const call = this.prepare(student, teacher, hardTargets, options, false);
-    backend().kd(call.job, kdOut, call.threads);
-    return this.finish(call, kdOut);
+  forward(student: MatrixInput, teacher: MatrixInput, hardTargets: Targets, options?: DistillationForwardOptions): DistillationResult {
+    return runSync(this.prepare(student, teacher, hardTargets, options, false));
   }
 
   /**
@@ -134,26 +132,16 @@ export class DistillationLoss {
     hardTargets: Targets,
     options?: DistillationForwardOptions & AsyncOptions,
   ): Promise<DistillationResult> {
-    const out = new Float64Array(3);
-    const signal = signalOf(options?.signal);
-    const call = this.prepare(student, teacher, hardTargets, options, true);
-    const { job, threads } = call;
-    await settle(() => backend().kdAsync(job, out, threads), signal, job.rows * job.cols, () => (backend().kd(job, out, 1), 0));
-    return this.finish(call, out);
+    return runAsync(this.prepare(student, teacher, hardTargets, options, true));
   }
 
   /** {@link computeDistillation} off the main thread (see {@link forwardAsync}). */
-  async computeDistillationAsync(
-    student: MatrixInput,
-    teacher: MatrixInput,
-    hardTargets: Targets,
-    options?: AsyncOptions,
-  ): Promise<number> {
+  async computeDistillationAsync(student: MatrixInput, teacher: MatrixInput, hardTargets: Targets, options?: AsyncOptions): Promise<number> {
     const opts = optionsOf(options);
     return (await this.forwardAsync(student, teacher, hardTargets, { signal: opts.signal, threads: opts.threads })).loss;
   }
 
-  /** Validates a call and builds its job; {@link finish} then turns the backend's sums into a result. */
+  /** Validates a call, reading every argument and option once, and builds its job. */
   private prepare(
     student: MatrixInput,
     teacher: MatrixInput,
@@ -163,17 +151,23 @@ export class DistillationLoss {
   ): KdCall {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
-    const dtype = callDType(student, teacher, hardTargets);
-    const s = toMatrix(student, 'student', dtype);
-    const t = toMatrix(teacher, 'teacher', dtype);
+    const { grad: gradOpt, gradOut, mask: maskOpt, threads: threadsOpt, argmax: argmaxOpt } = opts;
+    const signal = async ? signalOf(opts.signal) : undefined;
+    const sRead = readMatrix(student);
+    const tRead = readMatrix(teacher);
+    const yRead = readTargets(hardTargets);
+    const dtype = callDType(sRead, tRead, targetsMatrixRead(yRead));
+    const s = toMatrix(sRead, 'student', dtype);
+    const t = toMatrix(tRead, 'teacher', dtype);
     expectShape(t, s.rows, s.cols, 'teacher');
     const { rows, cols } = s;
-    const threads = threadsOf(opts.threads, rows * cols, async);
+    const threads = threadsOf(threadsOpt, rows * cols, async);
     const fused = fusedSpec(this.hardLoss);
-    const ignoreIndex = fused ? fused.ignoreIndex : NO_IGNORE;
-    const targets = prepareTargets(hardTargets, rows, cols, dtype, ignoreIndex, 'hardTargets');
-    const mask = maskOf(opts.mask, rows);
-    const wantGrad = opts.grad === true || opts.gradOut !== undefined;
+    // Class indices a backend reads are range-checked there, in its pass that counts the kept rows;
+    // a user-written hard loss gets them unread by any backend, so they are checked here.
+    const targets = prepareTargets(yRead, rows, cols, dtype, 'hardTargets', fused ? null : { ignoreIndex: NO_IGNORE });
+    const mask = maskOf(maskOpt, rows);
+    const wantGrad = gradOpt === true || gradOut !== undefined;
     if (!fused) {
       if (reduction === 'none') throw new InputError(`reduction 'none' needs a built-in hard loss, not ${this.hardLoss.name}`);
       if (mask !== null) throw new InputError(`mask needs a built-in hard loss, not ${this.hardLoss.name}`);
@@ -181,20 +175,32 @@ export class DistillationLoss {
         throw new InputError(`grad: hardLoss ${this.hardLoss.name} has no gradient(predictions, targets) function`);
       }
     }
-    const grad = wantGrad
-      ? opts.gradOut !== undefined
-        ? checkOut(opts.gradOut, dtype, rows * cols, 'gradOut')
-        : allocFloat(dtype, rows * cols)
-      : null;
-
-    const kept = fused ? countKept(mask, targets, ignoreIndex, rows) : rows;
-    const scale = reduction === 'sum' ? 1 : kept > 0 ? 1 / kept : 0;
-    const { alpha, softWeight } = this;
+    const argmax = argmaxOpt === true;
+    if (argmax && cols > MAX_ARGMAX_COLS) {
+      throw new ShapeError(`argmax: rows of ${cols} columns have indices beyond an Int32Array's range (at most ${MAX_ARGMAX_COLS} columns)`);
+    }
+    let grad: FloatArray | null = null;
+    if (gradOut !== undefined) {
+      grad = checkOut(gradOut, dtype, rows * cols, 'gradOut');
+      // In place over the student only where the kernel alone reads it (a user-written loss reads it after).
+      checkNoOverlap(
+        grad,
+        'gradOut',
+        [
+          [s.data, 'student'],
+          [t.data, 'teacher'],
+          [targets.data, 'hardTargets'],
+          [mask, 'mask'],
+        ],
+        fused ? s.data : null,
+      );
+    } else if (wantGrad) {
+      grad = allocFloat(dtype, rows * cols);
+    }
     const perRow = reduction === 'none';
-    const rowSoft = perRow ? new Float64Array(rows) : null;
-    const rowHard = perRow ? new Float64Array(rows) : null;
-    const argmax = opts.argmax === true ? new Int32Array(2 * rows) : null;
     const job: KdJob = {
+      op: 'kd',
+      dtype,
       student: s.data,
       teacher: t.data,
       rows,
@@ -206,40 +212,62 @@ export class DistillationLoss {
       hard: fused ? fused.kind : HardKind.None,
       epsilon: fused ? fused.epsilon : 0,
       labelSmoothing: fused ? fused.labelSmoothing : 0,
-      ignoreIndex,
-      rowSoft,
-      rowHard,
-      argmax,
+      ignoreIndex: fused ? fused.ignoreIndex : NO_IGNORE,
+      softWeight: this.softWeight,
+      hardWeight: fused ? 1 - this.alpha : 0,
+      reduction: reductionCode(reduction),
+      normalizer: 0,
+      rowSoft: perRow ? new Float64Array(rows) : null,
+      rowHard: perRow ? new Float64Array(rows) : null,
+      argmax: argmax ? new Int32Array(2 * rows) : null,
       grad,
-      gradSoftScale: softWeight * scale,
-      gradHardScale: fused ? (1 - alpha) * scale : 0,
     };
-    return new KdCall(job, threads, s, targets, reduction, scale, fused !== null);
+    return new KdCall(this, job, threads, async ? new Float64Array(3) : syncResults, signal, s, targets, fused !== null);
+  }
+}
+
+/** A validated distillation call; {@link finish} turns the backend's sums into its result. */
+class KdCall extends Call<DistillationResult> {
+  constructor(
+    private readonly loss: DistillationLoss,
+    override readonly job: KdJob,
+    threads: number,
+    results: Float64Array,
+    signal: AbortSignal | undefined,
+    /** The student as validated (a user-written hard loss computes on it). */
+    private readonly student: Matrix,
+    private readonly targets: PreparedTargets,
+    /** Whether the hard loss runs fused in the kernel. */
+    private readonly fused: boolean,
+  ) {
+    super(job, threads, job.rows * job.cols, results, signal);
   }
 
-  /** Turns the backend's sums of a prepared call (in `out`) into its result. */
-  private finish(call: KdCall, out: Float64Array): DistillationResult {
-    const { job, scale } = call;
+  finish(): DistillationResult {
+    const { job, loss } = this;
+    // Read first: a user-written hard loss below may run another (sync) call over the same array.
+    const softSum = this.results[0];
+    const hardSum = this.results[1];
+    const kept = this.results[2];
     const { rows, cols, grad, rowSoft, rowHard, argmax } = job;
-    const { alpha, softWeight } = this;
-    const soft = out[0] * scale;
+    const scale = reductionScale(job.reduction, job.normalizer, kept);
+    const soft = softSum * scale;
     let hard: number;
-    if (call.fused) {
-      hard = out[1] * scale;
+    if (this.fused) {
+      hard = hardSum * scale;
     } else {
-      const { targets, student: s } = call;
-      const custom =
-        targets.kind === TargetKind.Matrix ? ({ data: targets.data, rows, cols } as Matrix) : (targets.data as Int32Array | Uint32Array);
-      const h = this.hardLoss.compute(s, custom);
-      if (typeof h !== 'number') throw new InputError(`hardLoss ${this.hardLoss.name}: compute returned ${typeof h}, expected a number`);
-      const hardScale = call.reduction === 'sum' ? rows : 1;
+      const { targets, student: s } = this;
+      const custom = targets.kind === TargetKind.Matrix ? ({ data: targets.data, rows, cols } as Matrix) : (targets.data as Int32Array | Uint32Array);
+      const h = loss.hardLoss.compute(s, custom);
+      if (typeof h !== 'number') throw new InputError(`hardLoss ${loss.hardLoss.name}: compute returned ${typeof h}, expected a number`);
+      const hardScale = job.reduction === ReductionCode.Sum ? rows : 1;
       hard = h * hardScale;
-      if (grad !== null) addCustomGradient(this.hardLoss, s, custom, grad, (1 - alpha) * hardScale);
+      if (grad !== null) addCustomGradient(loss.hardLoss, s, custom, grad, (1 - loss.alpha) * hardScale);
     }
-    const result: DistillationResult = { loss: softWeight * soft + (1 - alpha) * hard, soft, hard };
+    const result: DistillationResult = { loss: job.softWeight * soft + (1 - loss.alpha) * hard, soft, hard };
     if (rowSoft !== null && rowHard !== null) {
       const perSample = new Float64Array(rows);
-      for (let r = 0; r < rows; r++) perSample[r] = softWeight * rowSoft[r] + (1 - alpha) * rowHard[r];
+      for (let r = 0; r < rows; r++) perSample[r] = job.softWeight * rowSoft[r] + job.hardWeight * rowHard[r];
       result.perSample = perSample;
       result.perSampleSoft = rowSoft;
       result.perSampleHard = rowHard;
@@ -253,46 +281,23 @@ export class DistillationLoss {
   }
 }
 
-/**
- * A validated call between {@link DistillationLoss.prepare} and {@link DistillationLoss.finish}: one
- * object of a fixed shape instead of a result closure and its context per call.
- */
-class KdCall {
-  constructor(
-    readonly job: KdJob,
-    readonly threads: number,
-    /** The student as validated (a custom hard loss computes on it). */
-    readonly student: Matrix,
-    readonly targets: PreparedTargets,
-    readonly reduction: Reduction,
-    /** What the sums are multiplied by: 1 for 'sum', else 1 / kept rows (0 when none is kept). */
-    readonly scale: number,
-    /** Whether the hard loss runs fused in the kernel. */
-    readonly fused: boolean,
-  ) {}
+/** The elements of what a user-written hard loss's gradient() returned, or an InputError. */
+function gradientData(g: unknown, name: string): ArrayLike<number> {
+  if (Array.isArray(g)) return toMatrix(readMatrix(g), name, 'float64').data;
+  if (isFloat32Array(g) || isFloat64Array(g)) return g;
+  if (typeof g === 'object' && g !== null) {
+    const data = (g as { data?: unknown }).data;
+    if (isFloat32Array(data) || isFloat64Array(data)) return data;
+    throw new InputError(`${name}: expected a matrix whose data is a Float32Array or Float64Array, got data ${data === null ? 'null' : typeof data}`);
+  }
+  throw new InputError(`${name}: expected a matrix, got ${g === null ? 'null' : typeof g}`);
 }
 
-function addCustomGradient(
-  loss: Loss,
-  s: Matrix,
-  targets: Matrix | Int32Array | Uint32Array,
-  grad: FloatArray,
-  weight: number,
-): void {
-  const g = loss.gradient!(s, targets);
+function addCustomGradient(loss: Loss, s: Matrix, targets: Matrix | Int32Array | Uint32Array, grad: FloatArray, weight: number): void {
   const name = `hardLoss ${loss.name}: gradient`;
-  let data: ArrayLike<number>;
-  if (Array.isArray(g)) {
-    data = toMatrix(g, name, 'float64').data;
-  } else if (g instanceof Float32Array || g instanceof Float64Array) {
-    data = g;
-  } else if (typeof g === 'object' && g !== null && 'data' in g) {
-    data = (g as Matrix).data;
-  } else {
-    throw new InputError(`${name}: expected a matrix, got ${typeof g}`);
-  }
-  if (data.length !== grad.length) {
-    throw new InputError(`${name}: expected ${grad.length} elements (the student's shape), got ${data.length}`);
-  }
-  for (let i = 0; i < grad.length; i++) grad[i] += weight * data[i];
+  const data = gradientData(loss.gradient!(s, targets), name);
+  const n = lengthOf(grad);
+  const m = isFloat32Array(data) || isFloat64Array(data) ? lengthOf(data) : data.length;
+  if (m !== n) throw new InputError(`${name}: expected ${n} elements (the student's shape), got ${m}`);
+  for (let i = 0; i < n; i++) grad[i] += weight * data[i];
 }

@@ -2,11 +2,23 @@
  * Feature distillation: sum over layers of w_l * mean(|student_l - teacher_l|^p).
  * @module
  */
-import { backend } from './backend';
 import type { FeatureJob } from './backend/types';
+import { Call, runAsync, runSync } from './call';
 import { ConfigError, InputError, ShapeError } from './errors';
-import { allocFloat, callDType, checkOut, expectShape, type FloatArray, type Matrix, type MatrixInput, toMatrix } from './matrix';
-import { type AsyncOptions, optionsOf, type Reduction, reductionOf, settle, signalOf, threadsOf } from './options';
+import {
+  allocFloat,
+  callDType,
+  checkNoOverlap,
+  checkOut,
+  expectShape,
+  type FloatArray,
+  type Matrix,
+  type MatrixInput,
+  readMatrix,
+  snapshot,
+  toMatrix,
+} from './matrix';
+import { type AsyncOptions, optionsOf, type Reduction, reductionCode, reductionOf, signalOf, threadsOf } from './options';
 
 /** Options of {@link FeatureDistillationLoss.forward}. */
 export interface FeatureForwardOptions {
@@ -73,9 +85,7 @@ export class FeatureDistillationLoss {
     teacherFeatures: readonly MatrixInput[],
     options?: FeatureForwardOptions,
   ): FeatureResult {
-    const call = this.prepare(studentFeatures, teacherFeatures, options, false);
-    backend().feature(call.job, call.perLayer, call.threads);
-    return call.finish();
+    return runSync(this.prepare(studentFeatures, teacherFeatures, options, false));
   }
 
   /** {@link forward} off the main thread, split over row blocks (bitwise the same for any thread count). */
@@ -84,12 +94,7 @@ export class FeatureDistillationLoss {
     teacherFeatures: readonly MatrixInput[],
     options?: FeatureForwardOptions & AsyncOptions,
   ): Promise<FeatureResult> {
-    const signal = signalOf(options?.signal);
-    const call = this.prepare(studentFeatures, teacherFeatures, options, true);
-    const { job, perLayer, threads } = call;
-    const elements = job.students.reduce((n, s) => n + s.length, 0);
-    await settle(() => backend().featureAsync(job, perLayer, threads), signal, elements, () => (backend().feature(job, perLayer, 1), 0));
-    return call.finish();
+    return runAsync(this.prepare(studentFeatures, teacherFeatures, options, true));
   }
 
   /** {@link computeFeatureLoss} off the main thread (see {@link forwardAsync}). */
@@ -102,79 +107,107 @@ export class FeatureDistillationLoss {
     return (await this.forwardAsync(studentFeatures, teacherFeatures, { signal: opts.signal, threads: opts.threads })).loss;
   }
 
+  /** Validates a call, reading every argument and option once, and builds its job. */
   private prepare(
     studentFeatures: readonly MatrixInput[],
     teacherFeatures: readonly MatrixInput[],
     options: (FeatureForwardOptions & AsyncOptions) | undefined,
     async: boolean,
-  ): { job: FeatureJob; perLayer: Float64Array; threads: number; finish: () => FeatureResult } {
+  ): FeatureCall {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
+    const { grad: gradOpt, gradOut: gradOutOpt, threads: threadsOpt } = opts;
+    const signal = async ? signalOf(opts.signal) : undefined;
     if (!Array.isArray(studentFeatures)) throw new InputError('studentFeatures: expected an array of matrices');
     if (!Array.isArray(teacherFeatures)) throw new InputError('teacherFeatures: expected an array of matrices');
+    const sItems = snapshot(studentFeatures);
+    const tItems = snapshot(teacherFeatures);
     const L = this.layerWeights.length;
-    if (studentFeatures.length !== L) {
-      throw new ShapeError(`studentFeatures: expected ${L} layers (one per layer weight), got ${studentFeatures.length}`);
+    if (sItems.length !== L) {
+      throw new ShapeError(`studentFeatures: expected ${L} layers (one per layer weight), got ${sItems.length}`);
     }
-    if (teacherFeatures.length !== L) {
-      throw new ShapeError(`teacherFeatures: expected ${L} layers like studentFeatures, got ${teacherFeatures.length}`);
+    if (tItems.length !== L) {
+      throw new ShapeError(`teacherFeatures: expected ${L} layers like studentFeatures, got ${tItems.length}`);
     }
-    const dtype = callDType(...studentFeatures, ...teacherFeatures);
+    const sReads = sItems.map(readMatrix);
+    const tReads = tItems.map(readMatrix);
+    const dtype = callDType(...sReads, ...tReads);
     const students: Matrix[] = [];
     const teachers: Matrix[] = [];
     let elements = 0;
     for (let l = 0; l < L; l++) {
-      const s = toMatrix(studentFeatures[l], `studentFeatures[${l}]`, dtype);
-      const t = toMatrix(teacherFeatures[l], `teacherFeatures[${l}]`, dtype);
+      const s = toMatrix(sReads[l], `studentFeatures[${l}]`, dtype);
+      const t = toMatrix(tReads[l], `teacherFeatures[${l}]`, dtype);
       expectShape(t, s.rows, s.cols, `teacherFeatures[${l}]`);
       if (l > 0 && s.rows !== students[0].rows) {
         throw new ShapeError(`studentFeatures[${l}]: expected ${students[0].rows} rows like layer 0, got ${s.rows}`);
       }
       students.push(s);
       teachers.push(t);
-      elements += s.data.length;
+      elements += s.rows * s.cols;
     }
     const rows = students[0].rows;
-    const threads = threadsOf(opts.threads, elements, async);
-    const wantGrad = opts.grad === true || opts.gradOut !== undefined;
+    const threads = threadsOf(threadsOpt, elements, async);
     let grads: FloatArray[] | null = null;
-    if (wantGrad) {
-      if (opts.gradOut !== undefined && (!Array.isArray(opts.gradOut) || opts.gradOut.length !== L)) {
-        throw new InputError(`gradOut: expected an array of ${L} buffers, one per layer`);
-      }
-      grads = students.map((s, l) =>
-        opts.gradOut !== undefined
-          ? checkOut(opts.gradOut[l], dtype, s.rows * s.cols, `gradOut[${l}]`)
-          : allocFloat(dtype, s.rows * s.cols),
-      );
+    if (gradOutOpt !== undefined) {
+      if (!Array.isArray(gradOutOpt)) throw new InputError(`gradOut: expected an array of ${L} buffers, one per layer`);
+      const outs = snapshot(gradOutOpt);
+      if (outs.length !== L) throw new InputError(`gradOut: expected an array of ${L} buffers, one per layer`);
+      grads = students.map((s, l) => checkOut(outs[l], dtype, s.rows * s.cols, `gradOut[${l}]`));
+      const inputs = students.flatMap((s, l): [FloatArray, string][] => [
+        [s.data, `studentFeatures[${l}]`],
+        [teachers[l].data, `teacherFeatures[${l}]`],
+      ]);
+      grads.forEach((g, l) => {
+        const others = grads!.filter((_, k) => k !== l).map((o, k): [FloatArray, string] => [o, `gradOut[${k < l ? k : k + 1}]`]);
+        checkNoOverlap(g, `gradOut[${l}]`, [...inputs, ...others], students[l].data);
+      });
+    } else if (gradOpt === true) {
+      grads = students.map((s) => allocFloat(dtype, s.rows * s.cols));
     }
-    const rowScale = reduction === 'sum' ? 1 : 1 / rows;
-    const cols = Float64Array.from(students, (s) => s.cols);
-    const rowWeights = Float64Array.from(this.layerWeights, (w, l) => w / cols[l]);
-    const perRow = reduction === 'none' ? new Float64Array(rows) : null;
     const job: FeatureJob = {
+      op: 'feature',
+      dtype,
       rows,
       p: this.pNorm,
-      students: students.map((s) => s.data),
-      teachers: teachers.map((t) => t.data),
-      cols,
-      rowWeights,
-      rowOut: perRow,
-      grads,
-      gradScales: grads ? rowWeights.map((w) => w * rowScale) : null,
+      reduction: reductionCode(reduction),
+      layers: students.map((s, l) => ({
+        student: s.data,
+        teacher: teachers[l].data,
+        cols: s.cols,
+        weight: this.layerWeights[l],
+        grad: grads ? grads[l] : null,
+      })),
+      rowOut: reduction === 'none' ? new Float64Array(rows) : null,
     };
-    const perLayer = new Float64Array(L);
-    const finish = (): FeatureResult => {
-      let loss = 0;
-      for (let l = 0; l < L; l++) {
-        perLayer[l] *= rowScale / cols[l];
-        loss += this.layerWeights[l] * perLayer[l];
-      }
-      const result: FeatureResult = { loss, perLayer };
-      if (perRow !== null) result.perSample = perRow;
-      if (grads !== null) result.grads = grads;
-      return result;
-    };
-    return { job, perLayer, threads, finish };
+    return new FeatureCall(this.layerWeights, job, threads, elements, signal, reduction === 'sum');
+  }
+}
+
+/** A validated feature call. */
+class FeatureCall extends Call<FeatureResult> {
+  constructor(
+    private readonly weights: readonly number[],
+    override readonly job: FeatureJob,
+    threads: number,
+    elements: number,
+    signal: AbortSignal | undefined,
+    private readonly sum: boolean,
+  ) {
+    super(job, threads, elements, new Float64Array(job.layers.length), signal);
+  }
+
+  finish(): FeatureResult {
+    const { job, results: perLayer } = this;
+    const rowScale = this.sum ? 1 : 1 / job.rows;
+    let loss = 0;
+    for (let l = 0; l < perLayer.length; l++) {
+      perLayer[l] *= rowScale / job.layers[l].cols;
+      loss += this.weights[l] * perLayer[l];
+    }
+    const result: FeatureResult = { loss, perLayer };
+    if (job.rowOut !== null) result.perSample = job.rowOut;
+    if (job.layers[0].grad !== null) result.grads = job.layers.map((l) => l.grad!);
+    return result;
   }
 }

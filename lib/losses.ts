@@ -3,10 +3,10 @@
  * @module
  */
 import { backend } from './backend';
-import { HardKind, type KdJob } from './backend/types';
+import { HardKind, type KdJob, ReductionCode, reductionScale } from './backend/types';
 import { ConfigError } from './errors';
-import { allocFloat, callDType, type FloatArray, type Matrix, type MatrixInput, type Targets, toMatrix } from './matrix';
-import { countKept, prepareTargets } from './targets';
+import { allocFloat, callDType, type FloatArray, type Matrix, type MatrixInput, readMatrix, type Targets, toMatrix } from './matrix';
+import { prepareTargets, readTargets, targetsMatrixRead } from './targets';
 
 /**
  * A hard-target loss, as the seed's `Loss` trait. A user-written object implementing it can be given
@@ -42,13 +42,20 @@ export interface FusedHardLoss {
   readonly ignoreIndex: number;
 }
 
+/** Receives the sums of the built-in losses' own calls. */
+const results = new Float64Array(3);
+
+/** A built-in loss on its own: the distillation kernel with only the hard term weighted. */
 function computeBuiltin(spec: FusedHardLoss, predictions: MatrixInput, targets: Targets, grad: boolean) {
-  const dtype = callDType(predictions, targets);
-  const p = toMatrix(predictions, 'predictions', dtype);
-  const t = prepareTargets(targets, p.rows, p.cols, dtype, spec.ignoreIndex);
+  const pRead = readMatrix(predictions);
+  const tRead = readTargets(targets);
+  const dtype = callDType(pRead, targetsMatrixRead(tRead));
+  const p = toMatrix(pRead, 'predictions', dtype);
+  const t = prepareTargets(tRead, p.rows, p.cols, dtype, 'targets', null);
   const g = grad ? allocFloat(dtype, p.rows * p.cols) : null;
-  const out = new Float64Array(3);
   const job: KdJob = {
+    op: 'kd',
+    dtype,
     student: p.data,
     teacher: p.data,
     rows: p.rows,
@@ -61,18 +68,18 @@ function computeBuiltin(spec: FusedHardLoss, predictions: MatrixInput, targets: 
     epsilon: spec.epsilon,
     labelSmoothing: spec.labelSmoothing,
     ignoreIndex: spec.ignoreIndex,
+    softWeight: 0,
+    hardWeight: 1,
+    reduction: ReductionCode.Mean,
+    normalizer: 0,
     rowSoft: null,
     rowHard: null,
     argmax: null,
     grad: g,
-    gradSoftScale: 0,
-    gradHardScale: 0,
   };
-  // The gradient of the mean over kept rows.
-  const kept = countKept(null, t, spec.ignoreIndex, p.rows);
-  job.gradHardScale = kept > 0 ? 1 / kept : 0;
-  backend().kd(job, out, 1);
-  return { loss: out[2] > 0 ? out[1] / out[2] : 0, grad: g, rows: p.rows, cols: p.cols };
+  backend().run(job, 1, results);
+  // The mean over kept rows (0 when none is kept).
+  return { loss: results[1] * reductionScale(ReductionCode.Mean, 0, results[2]), grad: g, rows: p.rows, cols: p.cols };
 }
 
 function finiteIn(v: unknown, lo: number, hi: number, hiOpen: boolean, name: string): number {

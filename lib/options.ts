@@ -3,9 +3,10 @@
  * @module
  */
 import * as os from 'os';
-import type { AsyncHandle } from './backend/types';
-import { AbortError, ConfigError, InputError, ShapeError } from './errors';
+import { ReductionCode } from './backend/types';
+import { ConfigError, InputError, ShapeError } from './errors';
 import { checkAttached } from './matrix';
+import { isUint8Array, lengthOf } from './views';
 
 /**
  * How per-row losses are reduced: 'mean' (default; for distillation the mean over kept rows, PyTorch's
@@ -30,12 +31,18 @@ export function optionsOf<O extends object>(v: O | undefined, name = 'options'):
   return v;
 }
 
+/** The backends' code of a reduction. */
+export function reductionCode(r: Reduction): ReductionCode {
+  return r === 'sum' ? ReductionCode.Sum : r === 'none' ? ReductionCode.None : ReductionCode.Mean;
+}
+
 /** Validates a per-row mask: a Uint8Array with one entry per row (0 leaves the row out). */
 export function maskOf(v: unknown, rows: number): Uint8Array | null {
   if (v === undefined || v === null) return null;
-  if (!(v instanceof Uint8Array)) throw new InputError('mask: expected a Uint8Array with one entry per row');
+  if (!isUint8Array(v)) throw new InputError('mask: expected a Uint8Array with one entry per row');
   checkAttached(v, 'mask');
-  if (v.length !== rows) throw new ShapeError(`mask: expected length ${rows}, got ${v.length}`);
+  const n = lengthOf(v);
+  if (n !== rows) throw new ShapeError(`mask: expected length ${rows}, got ${n}`);
   return v;
 }
 
@@ -76,51 +83,4 @@ export function signalOf(v: unknown): AbortSignal | undefined {
   if (v === undefined) return undefined;
   if (!(v instanceof AbortSignal)) throw new InputError('signal: expected an AbortSignal');
   return v;
-}
-
-/**
- * Async calls of at most this many elements are computed on the calling thread (a few microseconds)
- * instead of being sent to the thread pool, whose round trip costs more than the work.
- */
-export const INLINE_ELEMENTS = 1 << 14;
-
-/**
- * Awaits async backend work, rejecting with an AbortError as soon as `signal` aborts (the work is then
- * cancelled and its buffers released when it stops). A signal that is already aborted rejects before
- * any work starts.
- */
-export function settle(
-  start: () => AsyncHandle,
-  signal: AbortSignal | undefined,
-  elements: number,
-  inline: () => number,
-): Promise<number> {
-  if (signal?.aborted) return Promise.reject(new AbortError(signal.reason));
-  // A call this small costs less than the round trip to the thread pool: compute it now.
-  if (elements <= INLINE_ELEMENTS) {
-    try {
-      return Promise.resolve(inline());
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-  const handle = start();
-  if (signal === undefined) return handle.promise;
-  return new Promise<number>((resolve, reject) => {
-    const onAbort = () => {
-      handle.cancel();
-      reject(new AbortError(signal.reason));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    handle.promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

@@ -1,7 +1,6 @@
 // Every validation path: bad input gets a typed KdError with a stable code and a message naming the
-// argument and expected vs actual, on both backends; the raw addon rejects garbage without crashing.
+// argument and expected vs actual, on both backends (the raw addon: raw-addon.test.ts).
 import { expect } from 'chai';
-import * as path from 'path';
 import {
   AttentionTransferLoss,
   ConfigError,
@@ -179,93 +178,5 @@ forEachBackend('input errors (ERR_KD_INPUT)', () => {
     const data = new Float64Array(6);
     structuredClone(data.buffer, { transfer: [data.buffer] });
     input(() => kd.computeDistillation({ data, rows: 2, cols: 3 }, m(2, 3), [0, 1]), /^student.data: its ArrayBuffer is detached/);
-  });
-});
-
-describe('raw addon', () => {
-  // The binding checks everything again itself: garbage gets a coded error, never a crash.
-  const root = path.dirname(require.resolve('kdloss/package.json'));
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const addon = require(process.env.KDLOSS_ADDON || path.join(root, 'build', 'Release', 'kdloss.node'));
-  const f64 = (n: number) => new Float64Array(n);
-  // kd's io buffer (layout in native/addon/addon.cc): shape, target kind, threads, T = 2 with the
-  // logits cross-entropy (no hard loss without targets), and which optional arguments are passed.
-  const io = (rows: number, cols: number, targetKind: number, present = 0, threads = 1) =>
-    new Float64Array([rows, cols, targetKind, threads, 2, targetKind === 0 ? 0 : 1, 1e-10, 0, -100, 0, 0, present, 0, 0, 0]);
-  const none = [null, null, null, null, null] as const; // mask, rowSoft, rowHard, grad, argmax
-  const codeOf = (fn: () => unknown): string | undefined => {
-    try {
-      fn();
-    } catch (err) {
-      return (err as { code?: string }).code;
-    }
-    return 'no error';
-  };
-
-  it('rejects missing and mistyped arguments with ERR_KD_INPUT', () => {
-    expect(codeOf(() => addon.kd())).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(1, 2, 3, 4, 5, 6, 7, 8, 9, false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, [2, 3], false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(f64(6), new Float32Array(6), null, ...none, io(2, 3, 0), false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.feature())).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.feature(1, 2, [{}], [], f64(1), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.attention(f64(1), f64(1), 1, 1, 2, null, null, 'x', 1, false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.attention(f64(1), f64(1), 1, 1, 2, null, null, 0, 1, 'yes'))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.vecmath('cos', f64(1), f64(1)))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.vecmath('exp', f64(2), f64(1)))).to.equal('ERR_KD_SHAPE');
-  });
-
-  it('rejects thread counts outside [1, 1024]', () => {
-    for (const threads of [0, -1, 1.5, 5000, NaN]) {
-      expect(codeOf(() => addon.attention(f64(1), f64(1), 1, 1, 2, null, null, 0, threads, false))).to.equal('ERR_KD_CONFIG');
-      expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2, 3, 0, 0, threads), false))).to.equal('ERR_KD_CONFIG');
-    }
-  });
-
-  it('looks only at the optional kd arguments io marks as passed, and checks those', () => {
-    // Garbage where nothing is marked: not looked at.
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, 'x', {}, 1, [], 'y', io(2, 3, 0), false))).to.equal('no error');
-    // Marked but missing or wrong: mask (bit 0), grad (bit 3), argmax (bit 4).
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2, 3, 0, 1), false))).to.equal('ERR_KD_INPUT');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, null, null, null, f64(5), null, io(2, 3, 0, 8), false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, null, null, null, null, new Int32Array(2), io(2, 3, 0, 16), false))).to.equal(
-      'ERR_KD_SHAPE',
-    );
-    for (const present of [32, -1, 1.5, NaN]) {
-      expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2, 3, 0, present), false))).to.equal('ERR_KD_INPUT');
-    }
-  });
-
-  it('rejects lengths that do not match the shape it is told, including overflowing shapes', () => {
-    expect(codeOf(() => addon.kd(f64(5), f64(6), null, ...none, io(2, 3, 0), false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(2 ** 40, 2 ** 40, 0), false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, io(-2, -3, 0), false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), f64(6), null, null, null, f64(5), null, io(2, 3, 1, 8), false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), new Int32Array(1), ...none, io(2, 3, 2), false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.kd(f64(6), f64(6), null, ...none, f64(14), false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.attention(f64(4), f64(6), 2, 3, 2, null, null, 0, 1, false))).to.equal('ERR_KD_SHAPE');
-    expect(codeOf(() => addon.feature(2, 2, [f64(6)], [f64(6)], new Float64Array([4]), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_SHAPE');
-  });
-
-  it('rejects out-of-range class indices before any kernel reads them', () => {
-    const idx = new Int32Array([0, 1 << 30]);
-    expect(codeOf(() => addon.kd(f64(6), f64(6), idx, ...none, io(2, 3, 2), false))).to.equal('ERR_KD_INPUT');
-    const uidx = new Uint32Array([0, 0xffffffff]);
-    expect(codeOf(() => addon.kd(f64(6), f64(6), uidx, ...none, io(2, 3, 3), false))).to.equal('ERR_KD_INPUT');
-  });
-
-  it('rejects configuration it is handed out of domain', () => {
-    const bad = io(2, 3, 2);
-    bad[4] = NaN; // temperature
-    expect(codeOf(() => addon.kd(f64(6), f64(6), new Int32Array(2), ...none, bad, false))).to.equal('ERR_KD_CONFIG');
-    expect(codeOf(() => addon.attention(f64(6), f64(6), 2, 3, -1, null, null, 0, 1, false))).to.equal('ERR_KD_CONFIG');
-    expect(codeOf(() => addon.feature(1, 3, [f64(1)], [f64(1)], new Float64Array([1]), f64(1), null, null, null, f64(1), 1, false))).to.equal('ERR_KD_CONFIG');
-  });
-
-  it('computes when everything is right', () => {
-    const buf = io(2, 3, 2);
-    addon.kd(f64(6), f64(6), new Int32Array([0, 2]), ...none, buf, false);
-    expect(buf[14]).to.equal(2); // kept rows
-    expect(buf[13]).to.be.closeTo(2 * Math.log(3), 1e-12); // hard: cross-entropy of uniform logits
   });
 });

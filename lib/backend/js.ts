@@ -3,8 +3,26 @@
  * It is the fallback where the addon cannot load and the baseline the benchmarks compare against.
  * @module
  */
+import { InputError } from '../errors';
 import type { FloatArray } from '../matrix';
-import { type AsyncHandle, type AttentionJob, type Backend, type FeatureJob, HardKind, type KdJob, TargetKind } from './types';
+import { lengthOf, type View } from '../views';
+import { ReductionCode } from './layout';
+import {
+  type AsyncHandle,
+  type AttentionJob,
+  type Backend,
+  type FeatureJob,
+  HardKind,
+  type Job,
+  type KdJob,
+  reductionScale,
+  TargetKind,
+} from './types';
+
+/** A distillation job with its gradient scales (the binding derives the same). */
+type KdRun = KdJob & { gradSoftScale: number; gradHardScale: number };
+/** An attention job with its gradient scale. */
+type AttentionRun = AttentionJob & { gradScale: number };
 
 function rowKept(job: KdJob, r: number): boolean {
   if (job.mask !== null && job.mask[r] === 0) return false;
@@ -20,7 +38,7 @@ const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > 
  * One distillation row: returns [KL(p_t || p_s), hard loss] and writes the row's gradient when asked.
  * `es`, `et`, `e1` are row-sized scratch arrays.
  */
-function kdRow(job: KdJob, r: number, es: Float64Array, et: Float64Array, e1: Float64Array): [number, number] {
+function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Float64Array): [number, number] {
   const C = job.cols;
   const o = r * C;
   const { student: s, teacher: t, temperature: T } = job;
@@ -130,14 +148,39 @@ function kdRow(job: KdJob, r: number, es: Float64Array, et: Float64Array, e1: Fl
   return [soft, hard];
 }
 
+/**
+ * The pass over the rows' flags before any row is computed, the twin of the binding's: every class
+ * index is checked and the kept rows are counted.
+ */
+function checkAndCountRows(job: KdJob): number {
+  const { rows, mask } = job;
+  const indices = job.targetKind === TargetKind.Int32 || job.targetKind === TargetKind.Uint32 ? (job.targets as Int32Array | Uint32Array) : null;
+  if (indices === null) {
+    if (mask === null) return rows;
+    let kept = 0;
+    for (let r = 0; r < rows; r++) if (mask[r] !== 0) kept++;
+    return kept;
+  }
+  let kept = 0;
+  for (let r = 0; r < rows; r++) {
+    const c = indices[r];
+    if (c === job.ignoreIndex) continue;
+    if (c < 0 || c >= job.cols) throw new InputError(`hardTargets[${r}]: class index ${c} out of range [0, ${job.cols})`);
+    if (mask === null || mask[r] !== 0) kept++;
+  }
+  return kept;
+}
+
 function kd(job: KdJob, out: Float64Array): void {
+  const kept = checkAndCountRows(job);
+  const scale = reductionScale(job.reduction, job.normalizer, kept);
+  const run: KdRun = { ...job, gradSoftScale: job.softWeight * scale, gradHardScale: job.hardWeight * scale };
   const C = job.cols;
   const es = new Float64Array(C);
   const et = new Float64Array(C);
   const e1 = new Float64Array(C);
   let soft = 0;
   let hard = 0;
-  let kept = 0;
   for (let r = 0; r < job.rows; r++) {
     if (!rowKept(job, r)) {
       if (job.rowSoft) job.rowSoft[r] = 0;
@@ -146,12 +189,11 @@ function kd(job: KdJob, out: Float64Array): void {
       if (job.argmax) job.argmax[r] = job.argmax[job.rows + r] = -1;
       continue;
     }
-    const [rs, rh] = kdRow(job, r, es, et, e1);
+    const [rs, rh] = kdRow(run, r, es, et, e1);
     if (job.rowSoft) job.rowSoft[r] = rs;
     if (job.rowHard) job.rowHard[r] = rh;
     soft += rs;
     hard += rh;
-    kept++;
   }
   out[0] = soft;
   out[1] = hard;
@@ -160,13 +202,13 @@ function kd(job: KdJob, out: Float64Array): void {
 
 function feature(job: FeatureJob, layerSums: Float64Array): void {
   const { rows, p } = job;
+  // 'mean' and 'none' differentiate the mean over rows.
+  const rowScale = job.reduction === ReductionCode.Sum ? 1 : 1 / rows;
   if (job.rowOut) job.rowOut.fill(0);
-  for (let l = 0; l < job.students.length; l++) {
-    const s = job.students[l];
-    const t = job.teachers[l];
-    const C = job.cols[l];
-    const g = job.grads ? job.grads[l] : null;
-    const scale = job.gradScales ? job.gradScales[l] * p : 0;
+  for (let l = 0; l < job.layers.length; l++) {
+    const { student: s, teacher: t, cols: C, grad: g } = job.layers[l];
+    const rowWeight = job.layers[l].weight / C;
+    const scale = rowWeight * rowScale * p;
     let total = 0;
     for (let r = 0; r < rows; r++) {
       let row = 0;
@@ -175,7 +217,7 @@ function feature(job: FeatureJob, layerSums: Float64Array): void {
         row += p === 2 ? d * d : Math.abs(d);
         if (g) g[j] = scale * (p === 2 ? d : Math.sign(d));
       }
-      if (job.rowOut) job.rowOut[r] += job.rowWeights[l] * row;
+      if (job.rowOut) job.rowOut[r] += rowWeight * row;
       total += row;
     }
     layerSums[l] = total;
@@ -184,7 +226,7 @@ function feature(job: FeatureJob, layerSums: Float64Array): void {
 
 const absPow = (x: number, beta: number): number => (beta === 2 ? x * x : Math.abs(x) ** beta);
 
-function attention(job: AttentionJob): number {
+function attention(job: AttentionRun): number {
   const { rows, cols: C, beta, student: s, teacher: t, grad: g } = job;
   let total = 0;
   for (let r = 0; r < rows; r++) {
@@ -233,20 +275,77 @@ function attention(job: AttentionJob): number {
   return total;
 }
 
+function run(job: Job, results: Float64Array): void {
+  switch (job.op) {
+    case 'kd':
+      kd(job, results);
+      break;
+    case 'feature':
+      feature(job, results);
+      break;
+    case 'attention': {
+      // 'sum' sums row means; 'mean' and 'none' take the mean over all elements.
+      const gradScale = job.reduction === ReductionCode.Sum ? 1 / job.cols : 1 / (job.rows * job.cols);
+      results[0] = attention({ ...job, gradScale });
+      break;
+    }
+  }
+}
+
+/** Every typed array a job reads or writes, with the name messages use. */
+function buffersOf(job: Job): [View | null, string][] {
+  switch (job.op) {
+    case 'kd':
+      return [
+        [job.student, 'student'],
+        [job.teacher, 'teacher'],
+        [job.targets, 'hardTargets'],
+        [job.mask, 'mask'],
+        [job.rowSoft, 'rowSoft'],
+        [job.rowHard, 'rowHard'],
+        [job.grad, 'grad'],
+        [job.argmax, 'argmax'],
+      ];
+    case 'feature':
+      return [
+        [job.rowOut, 'rowOut'],
+        ...job.layers.flatMap((l, i): [View | null, string][] => [
+          [l.student, `studentFeatures[${i}]`],
+          [l.teacher, `teacherFeatures[${i}]`],
+          [l.grad, `grads[${i}]`],
+        ]),
+      ];
+    case 'attention':
+      return [
+        [job.student, 'studentAttention'],
+        [job.teacher, 'teacherAttention'],
+        [job.rowOut, 'rowOut'],
+        [job.grad, 'grad'],
+      ];
+  }
+}
+
 /**
- * Runs a computation on a later turn of the event loop. The js backend has no threads: the work
- * itself still runs on the main thread; `cancel` before it starts rejects without running it.
+ * Runs a job on a later turn of the event loop. The js backend has no threads: the work itself still
+ * runs on the main thread. `cancel` before it starts rejects without running it. A buffer detached or
+ * resized since the call started is an InputError, not a computation over what is left of it.
  */
-function later(run: () => number): AsyncHandle {
+function later(job: Job, results: Float64Array): AsyncHandle {
   let cancelled = false;
-  const promise = new Promise<number>((resolve, reject) => {
+  const buffers = buffersOf(job).filter((b): b is [View, string] => b[0] !== null);
+  const lengths = buffers.map(([b]) => lengthOf(b));
+  const promise = new Promise<void>((resolve, reject) => {
     setImmediate(() => {
       if (cancelled) {
         reject(new Error('aborted'));
         return;
       }
       try {
-        resolve(run());
+        buffers.forEach(([b, name], i) => {
+          if (lengthOf(b) !== lengths[i]) throw new InputError(`${name}: detached or resized during the call`);
+        });
+        run(job, results);
+        resolve();
       } catch (err) {
         reject(err);
       }
@@ -258,10 +357,6 @@ function later(run: () => number): AsyncHandle {
 /** The pure TypeScript backend (single-threaded: `threads` is ignored). */
 export const jsBackend: Backend = {
   name: 'js',
-  kd: (job, out) => kd(job, out),
-  feature: (job, sums) => feature(job, sums),
-  attention: (job) => attention(job),
-  kdAsync: (job, out) => later(() => (kd(job, out), 0)),
-  featureAsync: (job, sums) => later(() => (feature(job, sums), 0)),
-  attentionAsync: (job) => later(() => attention(job)),
+  run: (job, _threads, results) => run(job, results),
+  runAsync: (job, _threads, results) => later(job, results),
 };

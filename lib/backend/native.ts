@@ -1,10 +1,25 @@
 /**
- * The native backend: hands validated jobs to the N-API addon (build/Release/kdloss.node).
+ * The native backend: hands validated jobs to the N-API addon in its call convention,
+ * entry(params, async, ...buffers) (native/addon/layout.json, mirrored in ./layout.ts); ./load finds
+ * and loads the addon.
  * @module
  */
-import * as path from 'path';
+import { types } from 'util';
+import { markAsUntransferable } from 'worker_threads';
 import { fromNative } from '../errors';
-import type { AsyncHandle, AttentionJob, Backend, FeatureJob, KdJob } from './types';
+import type { DType } from '../matrix';
+import {
+  AttentionBuffer,
+  AttentionSlot,
+  DtypeCode,
+  FeatureBuffer,
+  FeatureItemBuffer,
+  FeatureItemSlot,
+  FeatureSlot,
+  KdBuffer,
+  KdSlot,
+} from './layout';
+import type { AsyncHandle, AttentionJob, Backend, FeatureJob, Job, KdJob } from './types';
 
 /** What the addon reports about its kernels. */
 export interface NativeInfo {
@@ -18,184 +33,208 @@ export interface NativeInfo {
 
 /** What an async addon call returns. */
 interface RawHandle {
-  promise: Promise<number>;
+  promise: Promise<void>;
   cancel(): void;
 }
 
-/**
- * The raw addon surface (see native/addon/addon.cc). Every compute call ends with `threads` and an
- * `async` flag; async calls return a {@link RawHandle}.
- */
+/** A compute entry of the addon: sync calls return undefined, async calls a {@link RawHandle}. */
+type Entry = (params: Float64Array, async: boolean, ...buffers: unknown[]) => RawHandle | undefined;
+
+/** The raw addon surface (see native/addon/addon.cc). */
 export interface Addon {
-  /** `io` layout: see {@link KdIo}; the results are written to its last three slots. */
-  kd(
-    student: unknown,
-    teacher: unknown,
-    targets: unknown,
-    mask: unknown,
-    rowSoft: unknown,
-    rowHard: unknown,
-    grad: unknown,
-    argmax: unknown,
-    io: Float64Array,
-    async: boolean,
-  ): RawHandle | undefined;
-  feature(
-    rows: number,
-    p: number,
-    students: unknown[],
-    teachers: unknown[],
-    cols: Float64Array,
-    rowWeights: Float64Array,
-    rowOut: unknown,
-    grads: unknown[] | null,
-    gradScales: Float64Array | null,
-    layerSums: Float64Array,
-    threads: number,
-    async: boolean,
-  ): RawHandle | undefined;
-  attention(
-    student: unknown,
-    teacher: unknown,
-    rows: number,
-    cols: number,
-    beta: number,
-    rowOut: unknown,
-    grad: unknown,
-    gradScale: number,
-    threads: number,
-    async: boolean,
-  ): RawHandle | number;
+  kd: Entry;
+  feature: Entry;
+  attention: Entry;
+  /** Hands the addon the helper async calls pin their buffers with (once per addon instance). */
+  setup(helpers: { pin(buffer: ArrayBufferLike): boolean }): void;
   info(): NativeInfo;
   /** Element-wise exp/log into output, or the sum of input ('sum'; output ignored). */
   vecmath(op: 'exp' | 'log' | 'sum', input: Float32Array | Float64Array, output: Float32Array | Float64Array | null): number | undefined;
 }
 
-/** Path of the addon: KDLOSS_ADDON if set, else the node-gyp build next to the package. */
-export function addonPath(): string {
-  return process.env.KDLOSS_ADDON || path.join(__dirname, '..', '..', 'build', 'Release', 'kdloss.node');
+const resizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+/** Buffers already marked (marking costs about a microsecond; a lookup here, tens of nanoseconds). */
+const marked = new WeakSet<ArrayBufferLike>();
+
+/**
+ * Makes a buffer safe for native threads to read until an async call settles, or says it cannot be.
+ * A SharedArrayBuffer can be neither detached nor shrunk (a growable one only grows). A fixed-length
+ * ArrayBuffer is marked untransferable, for good: from then on a transfer of it throws a
+ * DataCloneError (Node >= 21) or copies it (Node 20 and older) instead of freeing it under the call. A
+ * resizable ArrayBuffer could be shrunk, which unmaps its memory: refused.
+ */
+function pin(buffer: ArrayBufferLike): boolean {
+  if (marked.has(buffer) || types.isSharedArrayBuffer(buffer)) return true;
+  if (resizable !== undefined && resizable.call(buffer) === true) return false;
+  markAsUntransferable(buffer);
+  marked.add(buffer);
+  return true;
 }
 
-/** Loads the addon; throws whatever loading throws (missing file, unusable KDLOSS_ISA, ...). */
-export function loadAddon(): Addon {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(addonPath()) as Addon;
+const DTYPE_CODE: Record<DType, DtypeCode> = { float32: DtypeCode.Float32, float64: DtypeCode.Float64 };
+
+function kdParams(job: KdJob, threads: number, p: Float64Array): Float64Array {
+  p[KdSlot.Rows] = job.rows;
+  p[KdSlot.Cols] = job.cols;
+  p[KdSlot.Threads] = threads;
+  p[KdSlot.Dtype] = DTYPE_CODE[job.dtype];
+  p[KdSlot.Temperature] = job.temperature;
+  p[KdSlot.HardKind] = job.hard;
+  p[KdSlot.TargetKind] = job.targetKind;
+  p[KdSlot.Epsilon] = job.epsilon;
+  p[KdSlot.LabelSmoothing] = job.labelSmoothing;
+  p[KdSlot.IgnoreIndex] = job.ignoreIndex;
+  p[KdSlot.SoftWeight] = job.softWeight;
+  p[KdSlot.HardWeight] = job.hardWeight;
+  p[KdSlot.Reduction] = job.reduction;
+  p[KdSlot.Normalizer] = job.normalizer;
+  return p;
 }
 
-/** Calls the addon, converting its coded errors to typed ones. */
-function guarded<R>(call: () => R): R {
-  try {
-    return call();
-  } catch (err) {
-    return fromNative(err);
+function featureParams(job: FeatureJob, threads: number): Float64Array {
+  const L = job.layers.length;
+  const p = new Float64Array(FeatureSlot.Length + L * FeatureItemSlot.Stride);
+  p[FeatureSlot.Rows] = job.rows;
+  p[FeatureSlot.Layers] = L;
+  p[FeatureSlot.Threads] = threads;
+  p[FeatureSlot.Dtype] = DTYPE_CODE[job.dtype];
+  p[FeatureSlot.P] = job.p;
+  p[FeatureSlot.Reduction] = job.reduction;
+  for (let l = 0; l < L; l++) {
+    const o = FeatureSlot.Length + l * FeatureItemSlot.Stride;
+    p[o + FeatureItemSlot.Cols] = job.layers[l].cols;
+    p[o + FeatureItemSlot.Weight] = job.layers[l].weight;
   }
+  return p;
 }
 
-/** An async handle whose promise rejects with typed errors; `done` runs first when the call succeeds. */
-function asyncHandle(raw: RawHandle, done?: () => void): AsyncHandle {
-  const promise = done === undefined ? raw.promise : raw.promise.then((v) => (done(), v));
-  return { promise: promise.catch(fromNative), cancel: raw.cancel };
+function featureBuffers(job: FeatureJob): unknown[] {
+  const bufs: unknown[] = new Array(FeatureBuffer.Count + job.layers.length * FeatureItemBuffer.Stride);
+  bufs[FeatureBuffer.RowOut] = job.rowOut;
+  job.layers.forEach((layer, l) => {
+    const o = FeatureBuffer.Count + l * FeatureItemBuffer.Stride;
+    bufs[o + FeatureItemBuffer.StudentFeatures] = layer.student;
+    bufs[o + FeatureItemBuffer.TeacherFeatures] = layer.teacher;
+    bufs[o + FeatureItemBuffer.Grads] = layer.grad;
+  });
+  return bufs;
+}
+
+function attentionParams(job: AttentionJob, threads: number): Float64Array {
+  const p = new Float64Array(AttentionSlot.Length);
+  p[AttentionSlot.Rows] = job.rows;
+  p[AttentionSlot.Cols] = job.cols;
+  p[AttentionSlot.Threads] = threads;
+  p[AttentionSlot.Dtype] = DTYPE_CODE[job.dtype];
+  p[AttentionSlot.Beta] = job.beta;
+  p[AttentionSlot.Reduction] = job.reduction;
+  return p;
 }
 
 /**
- * Slots of the addon's kd `io` buffer (native/addon/addon.cc documents the same layout): the shape,
- * settings and thread count travel in one Float64Array because every N-API value costs the binding a
- * call of its own, and a small distillation call is latency-bound; the sums come back in it too.
+ * kd's buffers in the layout's order, the absent ones at the end left out (each one passed costs the
+ * binding a check). The tuple type fails to compile if the layout's order changes under it.
  */
-const enum KdIo {
-  Rows,
-  Cols,
-  TargetKind,
-  Threads,
-  Temperature,
-  HardKind,
-  Epsilon,
-  LabelSmoothing,
-  IgnoreIndex,
-  GradSoftScale,
-  GradHardScale,
-  /** Bit k set when optional argument k (mask, rowSoft, rowHard, grad, argmax) is passed. */
-  Present,
-  Soft,
-  Hard,
-  Kept,
-  Length,
+function kdCall(addon: Addon, p: Float64Array, async: boolean, job: KdJob): RawHandle | undefined {
+  const order: [KdBuffer.Student, KdBuffer.Teacher, KdBuffer.HardTargets, KdBuffer.Grad, KdBuffer.Mask, KdBuffer.Argmax, KdBuffer.RowSoft, KdBuffer.RowHard] = [
+    0, 1, 2, 3, 4, 5, 6, 7,
+  ];
+  void order;
+  const { student: s, teacher: t, targets: y, grad: g, mask: m, argmax: a, rowSoft, rowHard } = job;
+  if (rowSoft !== null || rowHard !== null) return addon.kd(p, async, s, t, y, g, m, a, rowSoft, rowHard);
+  if (a !== null) return addon.kd(p, async, s, t, y, g, m, a);
+  if (m !== null) return addon.kd(p, async, s, t, y, g, m);
+  if (g !== null) return addon.kd(p, async, s, t, y, g);
+  return addon.kd(p, async, s, t, y);
 }
 
-/** Writes a job into a kd `io` buffer. */
-function kdIo(job: KdJob, threads: number, io: Float64Array): Float64Array {
-  io[KdIo.Rows] = job.rows;
-  io[KdIo.Cols] = job.cols;
-  io[KdIo.TargetKind] = job.targetKind;
-  io[KdIo.Threads] = threads;
-  io[KdIo.Temperature] = job.temperature;
-  io[KdIo.HardKind] = job.hard;
-  io[KdIo.Epsilon] = job.epsilon;
-  io[KdIo.LabelSmoothing] = job.labelSmoothing;
-  io[KdIo.IgnoreIndex] = job.ignoreIndex;
-  io[KdIo.GradSoftScale] = job.gradSoftScale;
-  io[KdIo.GradHardScale] = job.gradHardScale;
-  io[KdIo.Present] =
-    (job.mask !== null ? 1 : 0) |
-    (job.rowSoft !== null ? 2 : 0) |
-    (job.rowHard !== null ? 4 : 0) |
-    (job.grad !== null ? 8 : 0) |
-    (job.argmax !== null ? 16 : 0);
-  return io;
+const ATTENTION_ORDER: [AttentionBuffer.StudentAttention, AttentionBuffer.TeacherAttention, AttentionBuffer.RowOut, AttentionBuffer.Grad] = [0, 1, 2, 3];
+void ATTENTION_ORDER;
+
+/** Calls the addon's entry for a job; returns the params array the results are written into. */
+function call(addon: Addon, job: Job, threads: number, async: boolean, syncKd: Float64Array): { params: Float64Array; handle: RawHandle | undefined } {
+  let params: Float64Array;
+  let handle: RawHandle | undefined;
+  switch (job.op) {
+    case 'kd':
+      params = kdParams(job, threads, async ? new Float64Array(KdSlot.Length) : syncKd);
+      handle = kdCall(addon, params, async, job);
+      break;
+    case 'feature':
+      params = featureParams(job, threads);
+      handle = addon.feature(params, async, ...featureBuffers(job));
+      break;
+    case 'attention':
+      params = attentionParams(job, threads);
+      handle = addon.attention(params, async, job.student, job.teacher, job.rowOut, job.grad);
+      break;
+  }
+  return { params, handle };
 }
 
-/** Copies the sums of a finished kd call from its `io` buffer into `out` ([soft, hard, kept]). */
-function kdResults(io: Float64Array, out: Float64Array): void {
-  out[0] = io[KdIo.Soft];
-  out[1] = io[KdIo.Hard];
-  out[2] = io[KdIo.Kept];
+/** Copies a settled call's results out of its params. */
+function readResults(job: Job, params: Float64Array, results: Float64Array): void {
+  switch (job.op) {
+    case 'kd':
+      results[0] = params[KdSlot.SoftSum];
+      results[1] = params[KdSlot.HardSum];
+      results[2] = params[KdSlot.Kept];
+      break;
+    case 'feature':
+      for (let l = 0; l < job.layers.length; l++) {
+        results[l] = params[FeatureSlot.Length + l * FeatureItemSlot.Stride + FeatureItemSlot.Sum];
+      }
+      break;
+    case 'attention':
+      results[0] = params[AttentionSlot.Sum];
+      break;
+  }
 }
 
 /** Wraps a loaded addon as a backend. */
 export function nativeBackend(addon: Addon): Backend {
-  // Sync calls reuse one io buffer (read and written before the call returns); async calls get their own.
-  const syncIo = new Float64Array(KdIo.Length);
-  const kd = (job: KdJob, io: Float64Array, async: boolean) =>
-    addon.kd(job.student, job.teacher, job.targets, job.mask, job.rowSoft, job.rowHard, job.grad, job.argmax, io, async);
-  const feature = (job: FeatureJob, layerSums: Float64Array, threads: number, async: boolean) =>
-    guarded(() =>
-      addon.feature(
-        job.rows,
-        job.p,
-        job.students,
-        job.teachers,
-        job.cols,
-        job.rowWeights,
-        job.rowOut,
-        job.grads,
-        job.gradScales,
-        layerSums,
-        threads,
-        async,
-      ),
-    );
-  const attention = (job: AttentionJob, threads: number, async: boolean) =>
-    guarded(() =>
-      addon.attention(job.student, job.teacher, job.rows, job.cols, job.beta, job.rowOut, job.grad, job.gradScale, threads, async),
-    );
+  try {
+    addon.setup({ pin });
+  } catch {
+    // This environment's addon instance already has its helper (a second backend over one addon).
+  }
+  // Sync kd calls reuse one params array: it is read and written before the call returns.
+  const syncKd = new Float64Array(KdSlot.Length);
   return {
     name: 'native',
-    // The sync kd call is the latency-critical one: a plain try/catch, no closure per call.
-    kd: (job, out, threads) => {
+    run: (job, threads, results) => {
+      let params: Float64Array;
       try {
-        kd(job, kdIo(job, threads, syncIo), false);
+        params = call(addon, job, threads, false, syncKd).params;
       } catch (err) {
-        fromNative(err);
+        return fromNative(err);
       }
-      kdResults(syncIo, out);
+      readResults(job, params, results);
     },
-    feature: (job, sums, threads) => void feature(job, sums, threads, false),
-    attention: (job, threads) => attention(job, threads, false) as number,
-    kdAsync: (job, out, threads) => {
-      const io = kdIo(job, threads, new Float64Array(KdIo.Length));
-      return asyncHandle(guarded(() => kd(job, io, true)) as RawHandle, () => kdResults(io, out));
+    runAsync: (job, threads, results): AsyncHandle => {
+      let raw: { params: Float64Array; handle: RawHandle | undefined };
+      try {
+        raw = call(addon, job, threads, true, syncKd);
+      } catch (err) {
+        return { promise: Promise.reject(toTyped(err)), cancel: () => undefined };
+      }
+      const { params, handle } = raw as { params: Float64Array; handle: RawHandle };
+      return {
+        promise: handle.promise.then(
+          () => readResults(job, params, results),
+          (err) => fromNative(err),
+        ),
+        cancel: handle.cancel,
+      };
     },
-    featureAsync: (job, sums, threads) => asyncHandle(feature(job, sums, threads, true) as RawHandle),
-    attentionAsync: (job, threads) => asyncHandle(attention(job, threads, true) as RawHandle),
   };
+}
+
+/** The typed error for an addon error (fromNative throws it). */
+function toTyped(err: unknown): unknown {
+  try {
+    fromNative(err);
+  } catch (e) {
+    return e;
+  }
 }

@@ -1,99 +1,125 @@
 /**
  * The contract between the loss classes and a compute backend (native addon or pure TypeScript).
- * Jobs arrive fully validated; a backend only computes.
+ * A job arrives validated by the wrapper; a backend computes it, writes its per-row outputs into the
+ * job's buffers and its sums into a results array. The backends re-check what guards memory or
+ * decides a value (class index ranges, kept rows), so the wrapper does not walk the rows twice.
  * @module
  */
-import type { FloatArray } from '../matrix';
+import type { DType, FloatArray } from '../matrix';
+import { type HardKindCode, ReductionCode, type TargetKindCode } from './layout';
 
-/** Hard-target loss fused into the distillation kernel (values shared with native/kernels/kernels.h). */
-export const enum HardKind {
-  None = 0,
-  CrossEntropyLogits = 1,
-  CrossEntropyProbs = 2,
-  Mse = 3,
-}
+export { HardKindCode as HardKind, ReductionCode, TargetKindCode as TargetKind } from './layout';
 
-/** Target form (values shared with native/kernels/kernels.h). */
-export const enum TargetKind {
-  None = 0,
-  Matrix = 1,
-  Int32 = 2,
-  Uint32 = 3,
-}
-
-/** One distillation computation over `rows x cols` logits. */
+/**
+ * One distillation computation over `rows x cols` logits. Results: [sum of row soft terms, sum of
+ * row hard terms, kept rows]. The gradient is that of the reduced loss: the rows' gradients times
+ * softWeight / hardWeight and the reduction's scale (see {@link reductionScale}).
+ */
 export interface KdJob {
+  readonly op: 'kd';
+  dtype: DType;
   student: FloatArray;
   teacher: FloatArray;
   rows: number;
   cols: number;
   targets: FloatArray | Int32Array | Uint32Array | null;
-  targetKind: TargetKind;
+  targetKind: TargetKindCode;
   mask: Uint8Array | null;
   temperature: number;
-  hard: HardKind;
+  hard: HardKindCode;
   epsilon: number;
   labelSmoothing: number;
   ignoreIndex: number;
-  /** Per-row KL (unscaled), or null. */
+  /** Weight of the soft term in the loss (alpha T^2). */
+  softWeight: number;
+  /** Weight of the hard term in the loss (1 - alpha). */
+  hardWeight: number;
+  reduction: ReductionCode;
+  /** Divides the sums for 'mean' instead of the kept rows when > 0. */
+  normalizer: number;
+  /** Per-row soft term (unscaled), or null. */
   rowSoft: Float64Array | null;
-  /** Per-row hard loss, or null. */
+  /** Per-row hard term, or null. */
   rowHard: Float64Array | null;
   /** Row argmax output (2 * rows: student rows, then teacher rows; -1 for rows left out), or null. */
   argmax: Int32Array | null;
-  /** Gradient output (rows * cols), or null: gradSoftScale * dKL/ds + gradHardScale * dHard/ds. */
+  /** Gradient output (rows * cols), or null. */
   grad: FloatArray | null;
-  gradSoftScale: number;
-  gradHardScale: number;
 }
 
-/** Feature distillation over layers sharing a row count. */
+/** One layer of a feature job. */
+export interface FeatureLayerJob {
+  student: FloatArray;
+  teacher: FloatArray;
+  cols: number;
+  /** The layer's weight in the loss. */
+  weight: number;
+  grad: FloatArray | null;
+}
+
+/**
+ * Feature distillation over layers sharing a row count. Results: per layer, the sum over its elements
+ * of |s - t|^p. rowOut[r] = sum_l weight_l * mean_j |s - t|^p over row r of layer l.
+ */
 export interface FeatureJob {
+  readonly op: 'feature';
+  dtype: DType;
   rows: number;
   p: 1 | 2;
-  students: FloatArray[];
-  teachers: FloatArray[];
-  cols: Float64Array;
-  /** rowOut[r] = sum_l rowWeights[l] * sum_j |s - t|^p over row r of layer l. */
-  rowWeights: Float64Array;
+  reduction: ReductionCode;
+  layers: FeatureLayerJob[];
   rowOut: Float64Array | null;
-  grads: FloatArray[] | null;
-  gradScales: Float64Array | null;
 }
 
-/** Attention transfer over `rows x cols` maps. */
+/** Attention transfer over `rows x cols` maps. Results: [sum over all elements of (a_s - a_t)^2]. */
 export interface AttentionJob {
+  readonly op: 'attention';
+  dtype: DType;
   student: FloatArray;
   teacher: FloatArray;
   rows: number;
   cols: number;
   beta: number;
+  reduction: ReductionCode;
+  /** Per-row mean of (a_s - a_t)^2, or null. */
   rowOut: Float64Array | null;
   grad: FloatArray | null;
-  gradScale: number;
 }
 
-/** Work running off the main thread: settles when every output is written. */
+/** Any job. */
+export type Job = KdJob | FeatureJob | AttentionJob;
+
+/** Work running off the main thread. */
 export interface AsyncHandle {
-  /** Resolves with the call's scalar value (attention: the sum; others: 0). */
-  promise: Promise<number>;
-  /** Stops the work between row blocks; the promise then rejects. */
+  /**
+   * Resolves once the results and every output are written; rejects after `cancel()` (or on an error)
+   * once no thread touches the job's buffers any more.
+   */
+  promise: Promise<void>;
+  /** Asks the work to stop between row blocks. */
   cancel(): void;
 }
 
 /** A compute backend. `threads` >= 1 is a request; backends may use fewer. */
 export interface Backend {
   readonly name: 'native' | 'js';
-  /** Writes [sum of row KL, sum of row hard loss, kept rows] into out[0..2]. */
-  kd(job: KdJob, out: Float64Array, threads: number): void;
-  /** Writes each layer's sum of |s - t|^p into layerSums. */
-  feature(job: FeatureJob, layerSums: Float64Array, threads: number): void;
-  /** Returns the sum over all elements of (a_s - a_t)^2. */
-  attention(job: AttentionJob, threads: number): number;
-  /** {@link kd} off the main thread. */
-  kdAsync(job: KdJob, out: Float64Array, threads: number): AsyncHandle;
-  /** {@link feature} off the main thread. */
-  featureAsync(job: FeatureJob, layerSums: Float64Array, threads: number): AsyncHandle;
-  /** {@link attention} off the main thread. */
-  attentionAsync(job: AttentionJob, threads: number): AsyncHandle;
+  /** Computes a job now; its sums go into `results` (see each job for the layout). */
+  run(job: Job, threads: number, results: Float64Array): void;
+  /** {@link run} off the main thread. */
+  runAsync(job: Job, threads: number, results: Float64Array): AsyncHandle;
+}
+
+/** Length of a job's results array. */
+export function resultsLength(job: Job): number {
+  return job.op === 'kd' ? 3 : job.op === 'feature' ? job.layers.length : 1;
+}
+
+/**
+ * What a distillation job's sums are multiplied by: 1 for 'sum'; for 'mean' and 'none' 1 / normalizer
+ * when one is given, else 1 / kept rows (0 when no row is kept). The binding computes the same.
+ */
+export function reductionScale(reduction: ReductionCode, normalizer: number, kept: number): number {
+  if (reduction === ReductionCode.Sum) return 1;
+  if (normalizer > 0) return 1 / normalizer;
+  return kept > 0 ? 1 / kept : 0;
 }

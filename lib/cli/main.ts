@@ -1,64 +1,16 @@
 /**
- * The `kdloss` command line: argument parsing, help texts, error reporting and exit codes
+ * The `kdloss` command line: argument parsing, error reporting and exit codes
  * (0 ok, 2 bad input or usage, 130 interrupted, 1 internal error).
  * @module
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { parseArgs } from 'util';
+import { packageVersion } from '../util/package';
+import { escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
-import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, firstLine, InterruptedError, UsageError } from './errors';
-
-const USAGE = `Usage: kdloss <command> [options]
-
-Commands:
-  eval     Evaluate distillation from .npy logits: KD loss, its KL and CE terms, teacher/student
-           top-1 agreement, accuracies, a per-class table and a histogram of per-sample KL
-  bench    Benchmark the kernels (as npm run bench)
-
-Options:
-  -h, --help       Show this help; kdloss <command> --help shows a command's options
-  -v, --version    Print the version
-
-Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C).
-`;
-
-const EVAL_USAGE = `Usage: kdloss eval --student S.npy --teacher T.npy [--labels Y.npy] [options]
-
-Streams student and teacher logits from NumPy .npy files in row chunks (memory stays bounded by the
-chunk size) and reports the distillation loss
-  alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(softmax(s), labels)
-(means over rows, as DistillationLoss.forward computes it), its two terms, teacher/student top-1
-agreement, student and teacher accuracy, a per-class table, a histogram of per-sample KL and the
-throughput.
-
-Options:
-  --student FILE       student logits: 2-D (rows, classes), float32 or float64, little-endian, C order
-  --teacher FILE       teacher logits: same shape and dtype as the student's
-  --labels FILE        class indices (1-D, int32 or int64; any integer dtype) or one-hot rows (float32
-                       or float64, the logits' shape). Without labels only the soft term is defined:
-                       alpha is taken as 1 and accuracies are not reported
-  --temperature T      softening temperature, > 0 (default 4)
-  --alpha A            weight of the soft term, in [0, 1] (default 0.7)
-  --per-sample FILE    write each row's loss as a 1-D float64 .npy
-  --json               print one JSON object instead of the text report
-  --threads N          threads per chunk (default: all cores for large chunks)
-  --chunk-rows N       rows per chunk (default: about 2 MB per input, at most 65536)
-  -h, --help           show this help
-
-A progress bar is drawn on stderr when it is a terminal. Ctrl-C stops cleanly (exit code 130).
-Environment: KDLOSS_BACKEND=native|js selects the backend, KDLOSS_ISA=scalar|avx2|avx512|neon the
-kernel variant.
-`;
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
+import { CliError, EXIT_INPUT, fsProblem, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
+import { parseShard } from './shards';
+import { EVAL_USAGE, MERGE_USAGE, USAGE } from './usage';
 
 /** Parses a number flag. */
 function numberFlag(name: string, v: string | undefined, fallback: number, check: (x: number) => boolean, expected: string): number {
@@ -73,29 +25,44 @@ function intFlag(name: string, v: string | undefined, lo: number, hi: number): n
   return numberFlag(name, v, 0, (x) => Number.isInteger(x) && x >= lo && x <= hi, `an integer in [${lo}, ${hi}]`);
 }
 
-/** The message of a util.parseArgs error, on one line and without its long hint. */
-function parseArgsMessage(err: unknown): string {
-  const msg = firstLine((err as Error).message);
-  const i = msg.indexOf('. To specify a positional');
-  return i < 0 ? msg : msg.slice(0, i);
-}
-
 interface Io {
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
+}
+
+/**
+ * The arguments with a negative number after a flag that takes one joined to it (`--ignore-index
+ * -100` as `--ignore-index=-100`): parseArgs takes any word starting with '-' for an option.
+ */
+export function joinNegativeValues(argv: string[], flags: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (flags.includes(argv[i]) && i + 1 < argv.length && /^-\d/.test(argv[i + 1])) {
+      out.push(`${argv[i]}=${argv[i + 1]}`);
+      i++;
+    } else {
+      out.push(argv[i]);
+    }
+  }
+  return out;
 }
 
 async function runEval(argv: string[], io: Io): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv, ['--ignore-index', '--temperature', '--alpha']),
       strict: true,
       allowPositionals: false,
       options: {
         student: { type: 'string' },
         teacher: { type: 'string' },
         labels: { type: 'string' },
+        'student-key': { type: 'string' },
+        'teacher-key': { type: 'string' },
+        'labels-key': { type: 'string' },
+        'ignore-index': { type: 'string' },
+        shard: { type: 'string' },
         temperature: { type: 'string' },
         alpha: { type: 'string' },
         'per-sample': { type: 'string' },
@@ -124,32 +91,38 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   const threads = intFlag('threads', str('threads'), 1, 1024);
   const chunkRows = intFlag('chunk-rows', str('chunk-rows'), 1, 1 << 24);
   const perSample = str('per-sample');
-  if (perSample !== undefined) {
-    const out = path.resolve(perSample);
-    for (const k of ['student', 'teacher', 'labels']) {
-      const f = str(k);
-      if (f !== undefined && path.resolve(f) === out) throw new UsageError(`--per-sample: ${perSample} is also the --${k} input`);
-    }
-  }
+  const ignoreIndex = intFlag('ignore-index', str('ignore-index'), -(2 ** 31), 2 ** 31 - 1);
+  const shard = str('shard') === undefined ? undefined : parseShard(str('shard')!);
+  if (str('labels-key') !== undefined && str('labels') === undefined) throw new UsageError('--labels-key: needs --labels FILE');
 
   // Loaded here so that a failure to load the library (e.g. a bad KDLOSS_ISA) is reported like any error.
   const { evaluate } = await import('./eval');
   const { formatText, ProgressBar: Bar, toJson } = await import('./report');
+  const { toJsonText } = await import('../util/json');
 
   const controller = new AbortController();
-  let sigints = 0;
-  const onSigint = (): void => {
-    sigints++;
-    if (sigints === 1) controller.abort();
-    else process.exit(EXIT_INTERRUPTED); // a second Ctrl-C while stopping: leave at once
+  let stopping = false;
+  const onSignal = (signal: StopSignal): void => {
+    if (!stopping) {
+      stopping = true;
+      controller.abort(signal);
+    } else {
+      // A second signal while stopping: leave at once (the exit hook still removes temporary outputs).
+      process.exit(signalExitCode(signal));
+    }
   };
-  process.on('SIGINT', onSigint);
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
   const progress: { bar: ProgressBar | null } = { bar: null };
   try {
     const summary = await evaluate({
       student: str('student')!,
       teacher: str('teacher')!,
       labels: str('labels'),
+      studentKey: str('student-key'),
+      teacherKey: str('teacher-key'),
+      labelsKey: str('labels-key'),
+      ignoreIndex,
+      shard,
       temperature,
       alpha,
       perSample,
@@ -164,7 +137,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     progress.bar?.clear();
     if (values.json) {
       const maxRssBytes = peakRssBytes();
-      io.stdout.write(`${JSON.stringify(toJson(summary, maxRssBytes), null, 2)}\n`);
+      io.stdout.write(`${toJsonText(toJson(summary, maxRssBytes))}\n`);
     } else {
       const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
       io.stdout.write(formatText(summary, width));
@@ -172,8 +145,43 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     return EXIT_OK;
   } finally {
     progress.bar?.clear();
-    process.removeListener('SIGINT', onSigint);
+    // Once stopping, the handlers stay until the process exits: a second signal arriving after the run
+    // has wound down still leaves with the run's exit code instead of killing the process.
+    if (!stopping) for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
   }
+}
+
+async function runMerge(argv: string[], io: Io): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (err) {
+    throw new UsageError(`merge: ${parseArgsMessage(err)} (see kdloss merge --help)`);
+  }
+  if (values.help) {
+    io.stdout.write(MERGE_USAGE);
+    return EXIT_OK;
+  }
+  if (positionals.length === 0) throw new UsageError('merge: give the --json reports of the shards (see kdloss merge --help)');
+  const { mergeReports, readReport } = await import('./merge');
+  const { formatText, toJson } = await import('./report');
+  const { toJsonText } = await import('../util/json');
+  const reports = [];
+  for (const file of positionals) reports.push(await readReport(file));
+  const summary = mergeReports(reports);
+  if (values.json) {
+    io.stdout.write(`${toJsonText(toJson(summary, peakRssBytes()))}\n`);
+  } else {
+    const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
+    io.stdout.write(formatText(summary, width));
+  }
+  return EXIT_OK;
 }
 
 async function runBench(argv: string[]): Promise<number> {
@@ -201,14 +209,18 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
       case '--help':
       case 'help':
         if (command === 'help' && rest[0] === 'eval') io.stdout.write(EVAL_USAGE);
+        else if (command === 'help' && rest[0] === 'merge') io.stdout.write(MERGE_USAGE);
+        else if (command === 'help' && rest[0] === 'bench') return await runBench(['--help']);
         else io.stdout.write(USAGE);
         return EXIT_OK;
       case '-v':
       case '--version':
-        io.stdout.write(`kdloss ${version()}\n`);
+        io.stdout.write(`kdloss ${packageVersion()}\n`);
         return EXIT_OK;
       case 'eval':
         return await runEval(rest, io);
+      case 'merge':
+        return await runMerge(rest, io);
       case 'bench':
         return await runBench(rest);
       default:
@@ -217,39 +229,39 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         );
     }
   } catch (err) {
-    if (err instanceof InterruptedError) {
-      io.stderr.write(`kdloss: ${err.message}\n`);
-      return EXIT_INTERRUPTED;
-    }
+    // One line, whatever the message holds (file names and header text are the user's): escaped.
+    const say = (msg: string): void => {
+      io.stderr.write(`kdloss: ${escapeText(msg)}\n`);
+    };
     if (err instanceof CliError) {
-      io.stderr.write(`kdloss: ${err.message}\n`);
+      say(err.message);
       return err.exitCode;
     }
     const code = (err as { code?: unknown })?.code;
     if (typeof code === 'string' && code.startsWith('ERR_KD_')) {
       // A library error (ConfigError, ShapeError, InputError, NativeError): bad input or setup.
-      io.stderr.write(`kdloss: ${firstLine((err as Error).message)}\n`);
+      say(firstLine((err as Error).message));
       return EXIT_INPUT;
     }
     if (process.env.KDLOSS_DEBUG) io.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-    io.stderr.write(
-      `kdloss: internal error: ${firstLine(String((err as Error)?.message ?? err))}${process.env.KDLOSS_DEBUG ? '' : ' (KDLOSS_DEBUG=1 shows the stack)'}\n`,
-    );
+    say(`internal error: ${firstLine(String((err as Error)?.message ?? err))}${process.env.KDLOSS_DEBUG ? '' : ' (KDLOSS_DEBUG=1 shows the stack)'}`);
     return EXIT_INTERNAL;
   }
 }
 
 /** The process entry point (bin/kdloss.js): runs {@link run} on process.argv and sets the exit code. */
 export function cli(): void {
-  // `kdloss eval ... | head`: a closed pipe is not an error.
+  // `kdloss eval ... | head`: a closed pipe is not an error. Any other failure to write the report
+  // (a full disk, /dev/full) is reported on one line like a failed --per-sample write.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
-    throw err;
+    process.stderr.write(`kdloss: cannot write to standard output: ${fsProblem(err)}\n`);
+    process.exit(EXIT_INPUT);
   });
   void run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
     // After Ctrl-C, do not wait for the cancelled computation to wind down.
-    if (code === EXIT_INTERRUPTED) process.exit(code);
+    if (STOP_SIGNALS.some((s) => signalExitCode(s) === code)) process.exit(code);
   });
 }
 

@@ -1,7 +1,7 @@
 /**
  * NumPy .npy files: header parsing (format versions 1.0, 2.0 and 3.0), a streaming row-chunk reader
  * over a file handle, and a streaming float64 writer. Only what `kdloss eval` needs: little-endian
- * (or byte-order-free) float32/float64 and integer arrays in C order.
+ * (or byte-order-free) float16/float32/float64 and integer arrays in C order.
  *
  * Format: the magic `\x93NUMPY`, major and minor version bytes, the header length (uint16 LE in v1,
  * uint32 LE in v2 and v3), then the header: a Python dict literal
@@ -9,12 +9,15 @@
  * padded with spaces and a newline, then the raw data.
  * @module
  */
-import { promises as fsp } from 'fs';
+import { promises as fsp, type Stats } from 'fs';
 import * as os from 'os';
 import { FileError, fsProblem } from './errors';
+import { fingerprint, readFully } from './fileio';
+import { type FileIdentity, type NamedInput, OutputFile } from './output';
+import type { ArraySource, ElementType, InputFile } from './source';
 
 /** Element types the reader supports. */
-export type NpyDType = 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64';
+export type NpyDType = ElementType;
 
 /** A parsed .npy header. */
 export interface NpyHeader {
@@ -38,6 +41,7 @@ const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 const MAX_HEADER = 1 << 20;
 
 const KINDS: Record<string, NpyDType> = {
+  f2: 'float16',
   f4: 'float32',
   f8: 'float64',
   i1: 'int8',
@@ -87,8 +91,8 @@ class PyLiteralParser {
     const c = this.s[this.i];
     if (c === undefined) throw new Error('unexpected end');
     if (c === '{') return this.dict();
-    if (c === '(') return this.seq('(', ')');
-    if (c === '[') return this.seq('[', ']');
+    if (c === '(') return this.seq(')');
+    if (c === '[') return this.seq(']');
     if (c === "'" || c === '"') return this.str();
     const m = /^(True|False|None|[+-]?\d+L?)/.exec(this.s.slice(this.i, this.i + 40));
     if (!m) throw new Error(`unexpected '${c}' at offset ${this.i}`);
@@ -111,8 +115,9 @@ class PyLiteralParser {
     return out;
   }
 
-  private seq(open: string, close: string): PyValue[] {
-    this.i++; // open
+  /** A tuple or list from its opening bracket to `close`. */
+  private seq(close: string): PyValue[] {
+    this.i++; // the opening bracket
     const out: PyValue[] = [];
     for (;;) {
       this.ws();
@@ -184,11 +189,11 @@ export function parseNpyHeader(head: Uint8Array, fileSize: number, file: string)
   }
 
   const descr = dict.descr;
-  if (typeof descr !== 'string') throw new FileError(file, 'unsupported dtype: a structured array (expected float32 or float64 logits, or integer labels)');
+  if (typeof descr !== 'string') throw new FileError(file, 'unsupported dtype: a structured array (expected float logits, or integer labels)');
   const m = /^([<>=|]?)([a-zA-Z]\d+)$/.exec(descr);
   const dtype = m ? KINDS[m[2]] : undefined;
   if (!m || dtype === undefined) {
-    throw new FileError(file, `unsupported dtype ${describeDescr(descr)} (expected float32 or float64, or integer labels)`);
+    throw new FileError(file, `unsupported dtype ${describeDescr(descr)} (expected float16, float32 or float64, or integer labels)`);
   }
   const itemsize = Number(m[2].slice(1));
   const order = m[1];
@@ -229,72 +234,58 @@ export function shapeStr(shape: readonly number[]): string {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** An open .npy file read in row chunks (row = all elements after the first axis). */
-export class NpyReader {
+/** An open .npy file: one array. */
+export class NpyFile implements InputFile {
+  readonly format = 'npy';
+  readonly arrays: readonly ArraySource[];
+
   private constructor(
     /** The file as given on the command line. */
     readonly file: string,
     private readonly fh: fsp.FileHandle,
     readonly header: NpyHeader,
-  ) {}
-
-  /** Rows: the first axis. */
-  get rows(): number {
-    return this.header.shape.length === 0 ? 1 : this.header.shape[0];
-  }
-
-  /** Elements per row: the product of the remaining axes. */
-  get rowElements(): number {
-    return this.header.shape.slice(1).reduce((a, b) => a * b, 1);
-  }
-
-  /** Bytes per row. */
-  get rowBytes(): number {
-    return this.rowElements * this.header.itemsize;
+    readonly identity: FileIdentity,
+    readonly size: number,
+  ) {
+    const dataOffset = header.dataOffset;
+    this.arrays = [
+      {
+        file,
+        format: 'npy',
+        key: null,
+        dtype: header.dtype,
+        typeName: describeDescr(header.descr),
+        itemsize: header.itemsize,
+        shape: header.shape,
+        size: header.size,
+        identity,
+        read: (offset, dst) => readFully(fh, dst, dataOffset + offset, file),
+      },
+    ];
   }
 
   /**
-   * Opens a file and parses its header.
-   * @throws FileError for a missing or unreadable file and every header problem
+   * Parses the header of a file {@link openInput} found to start with the .npy magic.
+   * @param prefix the file's first bytes (at least 12, or the whole file if shorter)
+   * @throws FileError for every header problem
    */
-  static async open(file: string): Promise<NpyReader> {
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(file, 'r');
-    } catch (err) {
-      throw new FileError(file, fsProblem(err));
-    }
-    try {
-      const st = await fh.stat();
-      if (st.isDirectory()) throw new FileError(file, 'is a directory, not a .npy file');
-      const prefix = Buffer.alloc(Math.min(st.size, 12));
-      await readFully(fh, prefix, 0, file);
-      let head: Uint8Array = prefix;
-      if (prefix.length >= 10 && prefix.subarray(0, 6).equals(MAGIC)) {
-        const major = prefix[6];
-        const len = major === 1 ? prefix.readUInt16LE(8) : prefix.length >= 12 ? prefix.readUInt32LE(8) : 0;
-        const total = Math.min(st.size, (major === 1 ? 10 : 12) + Math.min(len, MAX_HEADER + 1));
-        if (total > prefix.length) {
-          const full = Buffer.alloc(total);
-          await readFully(fh, full, 0, file);
-          head = full;
-        }
+  static async open(file: string, fh: fsp.FileHandle, st: Stats, prefix: Buffer): Promise<NpyFile> {
+    let head: Uint8Array = prefix;
+    if (prefix.length >= 10 && prefix.subarray(0, 6).equals(MAGIC)) {
+      const major = prefix[6];
+      const len = major === 1 ? prefix.readUInt16LE(8) : prefix.length >= 12 ? prefix.readUInt32LE(8) : 0;
+      const total = Math.min(st.size, (major === 1 ? 10 : 12) + Math.min(len, MAX_HEADER + 1));
+      if (total > prefix.length) {
+        const full = Buffer.alloc(total);
+        await readFully(fh, full, 0, file);
+        head = full;
       }
-      return new NpyReader(file, fh, parseNpyHeader(head, st.size, file));
-    } catch (err) {
-      await fh.close().catch(() => undefined);
-      throw err;
     }
+    return new NpyFile(file, fh, parseNpyHeader(head, st.size, file), { dev: st.dev, ino: st.ino }, st.size);
   }
 
-  /**
-   * Reads rows [row, row + n) into `dst` (at least n * rowBytes bytes).
-   * @throws FileError when the file ends early (it was truncated while being read)
-   */
-  async readRows(row: number, n: number, dst: Uint8Array): Promise<void> {
-    const bytes = n * this.rowBytes;
-    const view = Buffer.from(dst.buffer, dst.byteOffset, bytes);
-    await readFully(this.fh, view, this.header.dataOffset + row * this.rowBytes, this.file);
+  fingerprint(): Promise<string> {
+    return fingerprint(this.fh, this.size, this.file);
   }
 
   /** Closes the file handle (idempotent). */
@@ -303,19 +294,9 @@ export class NpyReader {
   }
 }
 
-/** Fills `dst` from `position`, in as many reads as it takes. */
-async function readFully(fh: fsp.FileHandle, dst: Buffer, position: number, file: string): Promise<void> {
-  let done = 0;
-  while (done < dst.length) {
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await fh.read(dst, done, dst.length - done, position + done));
-    } catch (err) {
-      throw new FileError(file, `read failed: ${fsProblem(err)}`);
-    }
-    if (bytesRead === 0) throw new FileError(file, `truncated data: the file ended at byte ${position + done} while reading`);
-    done += bytesRead;
-  }
+/** Whether a file's first bytes are the .npy magic. */
+export function isNpy(prefix: Uint8Array): boolean {
+  return prefix.length >= MAGIC.length && Buffer.from(prefix.buffer, prefix.byteOffset, MAGIC.length).equals(MAGIC);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,41 +329,44 @@ export function npyHeader(descr: string, shape: readonly number[]): Buffer {
 
 /**
  * Writes a 1-D float64 .npy file of known length in pieces: the header first, then the values as
- * they come. {@link close} checks that exactly `length` values were written.
+ * they come, into a temporary file renamed over the destination by {@link NpyF64Writer.close} once
+ * exactly `length` values were written (see output.ts).
  */
 export class NpyF64Writer {
   private written = 0;
   private position: number;
   private pending: Promise<void> = Promise.resolve();
+  /** The first failed write, reported by {@link check}, {@link flush} and {@link close}. */
+  private failure: FileError | null = null;
 
   private constructor(
-    readonly file: string,
-    private readonly fh: fsp.FileHandle,
+    private readonly out: OutputFile,
     readonly length: number,
     headerBytes: number,
   ) {
     this.position = headerBytes;
   }
 
+  /** The output as given on the command line. */
+  get file(): string {
+    return this.out.file;
+  }
+
   /**
-   * Creates (or truncates) `file` and writes the header of a float64 array of `length` values.
-   * @throws FileError when the file cannot be created
+   * Creates the temporary file for `file` and writes the header of a float64 array of `length` values.
+   * @param inputs the files `file` must not be (compared by device and inode)
+   * @throws CliError / FileError when `file` is an input, not a regular file, or cannot be written
    */
-  static async create(file: string, length: number): Promise<NpyF64Writer> {
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(file, 'w');
-    } catch (err) {
-      throw new FileError(file, `cannot write: ${fsProblem(err)}`);
-    }
+  static async create(file: string, length: number, inputs: readonly NamedInput[] = [], flag = 'per-sample'): Promise<NpyF64Writer> {
+    const out = await OutputFile.create(file, flag, inputs);
     const header = npyHeader('<f8', [length]);
     try {
-      await fh.write(header, 0, header.length, 0);
+      await out.handle.write(header, 0, header.length, 0);
     } catch (err) {
-      await fh.close().catch(() => undefined);
+      await out.discard();
       throw new FileError(file, `cannot write: ${fsProblem(err)}`);
     }
-    return new NpyF64Writer(file, fh, length, header.length);
+    return new NpyF64Writer(out, length, header.length);
   }
 
   /**
@@ -396,37 +380,41 @@ export class NpyF64Writer {
     this.position += values.byteLength;
     const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
     this.pending = this.pending.then(async () => {
+      if (this.failure) return;
       let done = 0;
       while (done < bytes.length) {
         try {
-          const { bytesWritten } = await this.fh.write(bytes, done, bytes.length - done, position + done);
+          const { bytesWritten } = await this.out.handle.write(bytes, done, bytes.length - done, position + done);
           done += bytesWritten;
         } catch (err) {
-          throw new FileError(this.file, `write failed: ${fsProblem(err)}`);
+          this.failure = new FileError(this.file, `write failed: ${fsProblem(err)}`);
+          return;
         }
       }
     });
   }
 
-  /** Waits for every queued write. */
+  /** Throws the first failed write, if any (writes run in the background: call between pieces to stop early). */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits for every queued write; throws the first failed one. */
   async flush(): Promise<void> {
     await this.pending;
+    this.check();
   }
 
-  /** Flushes, checks the count and closes. */
+  /** Flushes, checks the count and renames the file into place. */
   async close(): Promise<void> {
-    try {
-      await this.flush();
-      if (this.written !== this.length) throw new Error(`${this.file}: ${this.written} of ${this.length} values written`);
-    } finally {
-      await this.fh.close().catch(() => undefined);
-    }
+    await this.flush();
+    if (this.written !== this.length) throw new Error(`${this.file}: ${this.written} of ${this.length} values written`);
+    await this.out.commit();
   }
 
-  /** Closes and removes the partial file (after an error or an interruption). */
+  /** Removes the temporary file (after an error or an interruption); the destination is untouched. */
   async discard(): Promise<void> {
-    await this.pending.catch(() => undefined);
-    await this.fh.close().catch(() => undefined);
-    await fsp.unlink(this.file).catch(() => undefined);
+    await this.pending;
+    await this.out.discard();
   }
 }
