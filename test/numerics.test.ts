@@ -28,12 +28,6 @@ function ceProbsRow(p: ArrayLike<number>, y: ArrayLike<number>, ls: number, eps 
   return h;
 }
 
-function oneHotRow(cols: number, cls: number): number[] {
-  const y = new Array<number>(cols).fill(0);
-  y[cls] = 1;
-  return y;
-}
-
 forEachBackend('numerics: NaN in the probability cross-entropy', () => {
   for (const [name, C] of DTYPES) {
     it(`a NaN probability at the target class gives NaN, with and without smoothing (${name})`, () => {
@@ -56,6 +50,25 @@ forEachBackend('numerics: NaN in the probability cross-entropy', () => {
       const g = plain.gradient(p, Int32Array.from([2])).data;
       expect(Array.from(g)).to.deep.equal([0, 0, -1 / C.from([0.3])[0], 0].map((v) => C.from([v])[0]));
       expect(new CrossEntropyLoss({ fromLogits: false, labelSmoothing: 0.1 }).compute(p, Int32Array.from([2]))).to.be.NaN;
+    });
+
+    it(`epsilon 0: a probability of 0 without target mass has gradient 0, with it -Infinity (${name})`, () => {
+      const ce = new CrossEntropyLoss({ fromLogits: false, epsilon: 0 });
+      const p = mat(C, 1, 4, [0.5, 0, 0.25, 0.25]);
+      const g = ce.gradient(p, Int32Array.from([0])).data;
+      expect(g[1]).to.equal(0);
+      expect(g[0]).to.be.closeTo(-2, 1e-6);
+      expect(ce.gradient(p, Int32Array.from([1])).data[1]).to.equal(-Infinity);
+    });
+
+    it(`a subnormal probability: the hard gradient (1 - alpha) y' / p stays finite where y' / p overflows (${name})`, () => {
+      // y' = ls / C at the non-target class 0; y' / p is past the float range, (1 - alpha) y' / p is not.
+      const [x, ls, alpha] = C === Float32Array ? [1.4e-45, 4e-3, 0.99999] : [5e-324, 4e-10, 0.999999];
+      const want = (-(1 - alpha) * (ls / 4)) / C.from([x])[0];
+      expect(Number.isFinite(want)).to.equal(true);
+      const kd = new DistillationLoss(1, alpha, new CrossEntropyLoss({ fromLogits: false, epsilon: 0, labelSmoothing: ls }));
+      const r = kd.forward(mat(C, 1, 4, [x, 0.5, 0.25, 0.25]), mat(C, 1, 4, [0, 0, 0, 0]), Int32Array.from([1]), { reduction: 'sum', grad: true });
+      expect(r.grad![0]).to.be.closeTo(want, Math.abs(want) * 1e-4);
     });
 
     it(`NaN and negative target values count as any other non-zero target (${name})`, () => {
@@ -106,6 +119,21 @@ forEachBackend('numerics: label smoothing 1 and -Infinity logits', () => {
       expect(ce.compute({ data: p, rows: 1, cols: 3 }, Int32Array.from([1]))).to.be.closeTo(ceProbsRow(p, [0, 1, 0], 1), 1e-5);
     });
 
+    it(`a -Infinity student logit against a teacher probability below the float range gives +Infinity (${name})`, () => {
+      // exp(-800) is 0 in float32 and float64, but the teacher's probability there is positive: the
+      // soft term p (log p - log 0) is +Infinity in exact arithmetic. A teacher logit of -Infinity
+      // (probability exactly 0) leaves the term out.
+      for (const T of [1, 2]) {
+        const kd = new DistillationLoss(T, 1);
+        const s = mat(C, 2, 3, [0, -Infinity, 0, 0, -Infinity, 0]);
+        const t = mat(C, 2, 3, [0, -800 * T, 0, 0, -Infinity, 0]);
+        const r = kd.forward(s, t, Int32Array.from([0, 0]), { reduction: 'none', grad: true });
+        expect(r.perSampleSoft![0], `T ${T}`).to.equal(Infinity);
+        expect(r.perSampleSoft![1], `T ${T}`).to.equal(0);
+        for (const v of r.grad!) expect(Number.isFinite(v), `T ${T}: the gradient stays finite`).to.equal(true);
+      }
+    });
+
     it(`a -Infinity logit without target mass keeps the loss finite (${name})`, () => {
       const s = mat(C, 1, 3, [0.2, -Infinity, 0.3]);
       const want = Math.log(1 + Math.exp(C.from([0.3])[0] - C.from([0.2])[0]));
@@ -129,6 +157,43 @@ forEachBackend('numerics: NaN and infinities in feature and attention maps', () 
         expect(a.forward(mat(C, 1, 4, [0.2, 0, 0.3, 1]), ok).loss, 'a zero stays 0^beta = 0').to.be.finite;
       });
     }
+
+    for (const beta of [0.57, 1, 1.5, 2]) {
+      it(`attention with beta ${beta}: the gradient at x = 0 is 0 in a finite row, NaN in a NaN row (${name})`, () => {
+        const a = new AttentionTransferLoss(beta);
+        const t = mat(C, 1, 4, [0.1, 0.5, 0.3, 1]);
+        const finite = a.forward(mat(C, 1, 4, [0, 0.5, 0.2, 1]), t, { grad: true });
+        expect(finite.grad![0]).to.equal(0);
+        for (const bad of [NaN, Infinity]) {
+          const r = a.forward(mat(C, 1, 4, [0, 0.5, bad, 1]), t, { grad: true });
+          expect(r.loss, `${bad}`).to.be.NaN;
+          expect(r.grad![0], `${bad}`).to.be.NaN;
+          expect(a.forward(mat(C, 1, 4, [0, 0.5, 0.2, 1]), mat(C, 1, 4, [0.1, bad, 0.3, 1]), { grad: true }).grad![0], `teacher ${bad}`).to.be.NaN;
+        }
+      });
+    }
+
+    it(`attention gradients where |x|^beta is below the normal range keep their value (${name})`, () => {
+      // g_k is proportional to beta |x_k|^(beta-1) sign(x_k) (2 (a_s,k - a_t,k) - 2 sum_i (a_s,i - a_t,i) a_s,i):
+      // the ratio g_0 / g_1 from that formula in float64, with x_0 = 1e-37 (|x_0|^beta underflows in
+      // float32 for beta >= 1.2, and x_0 * x_0 for beta 2) and x_0 = 1e-300 (in float64), with betas
+      // for which |x_0|^(beta-1) itself is in range.
+      const tiny = C === Float32Array ? 1e-37 : 1e-300;
+      for (const beta of [1.2, 1.5, 2]) {
+        const s = C.from([tiny, 0.5, 0.2, 1]);
+        const t = C.from([0.1, 0.5, 0.3, 1]);
+        const pw = (x: number) => Math.abs(x) ** beta;
+        const Ss = Array.from(s).reduce((acc, x) => acc + pw(x), 0);
+        const St = Array.from(t).reduce((acc, x) => acc + pw(x), 0);
+        const as = Array.from(s, (x) => pw(x) / Ss);
+        const d = as.map((v, k) => v - pw(t[k]) / St);
+        const sub = 2 * d.reduce((acc, v, k) => acc + v * as[k], 0);
+        const gk = (k: number) => Math.sign(s[k]) * Math.abs(s[k]) ** (beta - 1) * (2 * d[k] - sub);
+        const g = new AttentionTransferLoss(beta).forward({ data: s, rows: 1, cols: 4 }, { data: t, rows: 1, cols: 4 }, { grad: true }).grad!;
+        expect(g[0], `beta ${beta}`).to.not.equal(0);
+        expect(g[0] / g[1], `beta ${beta}`).to.be.closeTo(gk(0) / gk(1), (Math.abs(gk(0) / gk(1)) * (C === Float32Array ? 1e-4 : 1e-12)));
+      }
+    });
 
     it(`feature p = 1 and 2: inf - inf is NaN, in the loss and the gradient (${name})`, () => {
       for (const p of [1, 2] as const) {

@@ -2,7 +2,8 @@
 # The whole mocha suite against an AddressSanitizer + UndefinedBehaviorSanitizer build of the addon,
 # once per kernel variant this machine can run (KDLOSS_ISA=scalar, avx2, avx512 / neon).
 #
-#   tools/asan-mocha.sh [--addon PATH] [--isa LIST] [--native-tests] [-- MOCHA ARGS...]
+#   tools/asan-mocha.sh [--addon PATH] [--isa LIST] [--native-tests] [--others-variant-suites]
+#                       [-- MOCHA ARGS...]
 #
 # Builds the addon with CMake (KD_BUILD_ADDON, KD_SANITIZE: -fsanitize=address,undefined
 # -fno-sanitize-recover=all -fno-omit-frame-pointer, RelWithDebInfo) into build-asan/ (or
@@ -18,6 +19,9 @@
 # --native-tests also builds the native C++ test program in the same directory (the same sanitized
 # objects) and runs it, so CI need not build a second sanitized copy for `npm run test:native:asan`.
 #
+# --others-variant-suites runs the whole suite with the machine's best variant only, and with every
+# other variant the suites whose results depend on the kernels (test/variant.mocharc.json).
+#
 # Options for a non-instrumented host: detect_leaks=0 (V8 keeps its heap to the end: LeakSanitizer
 # would report it), and UBSan's print_stacktrace / halt_on_error. KDLOSS_FUZZ_CASES defaults to 1000
 # here (the suite's default is 2500): the fuzz test runs once per variant, and ASan slows the native
@@ -32,13 +36,15 @@ cd "$(dirname "$0")/.."
 addon=""
 isas=""
 native_tests=0
+others_variant=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --addon) addon=$2; shift 2 ;;
     --isa) isas=$(echo "$2" | tr ',' ' '); shift 2 ;;
     --native-tests) native_tests=1; shift ;;
+    --others-variant-suites) others_variant=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "asan-mocha: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -118,9 +124,13 @@ for isa in $isas; do
     *" $isa "*) ;;
     *) echo "=== asan-mocha: KDLOSS_ISA=$isa not supported here (supported: $supported): skipped ==="; continue ;;
   esac
-  echo "=== asan-mocha: mocha with KDLOSS_ISA=$isa (ASan + UBSan) ==="
+  config=""
+  best=${supported##* }
+  [ "$others_variant" = 1 ] && [ "$isa" != "$best" ] && config="--config test/variant.mocharc.json"
+  echo "=== asan-mocha: mocha${config:+ (kernel-dependent suites)} with KDLOSS_ISA=$isa (ASan + UBSan) ==="
   t=$(date +%s)
-  if ! env LD_PRELOAD="$preload" KDLOSS_ADDON="$addon" KDLOSS_ISA="$isa" node "$mocha" --reporter dot "$@"; then
+  # shellcheck disable=SC2086
+  if ! env LD_PRELOAD="$preload" KDLOSS_ADDON="$addon" KDLOSS_ISA="$isa" node "$mocha" $config --reporter dot "$@"; then
     echo "asan-mocha: mocha failed with KDLOSS_ISA=$isa" >&2
     status=1
   fi

@@ -71,7 +71,10 @@ function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Fl
     et[j] = Math.exp(a);
     zs += es[j];
     zt += et[j];
+    // A teacher probability of exactly 0 contributes 0; a positive one below the float range against a
+    // student probability of exactly 0 contributes +inf, as in exact arithmetic.
     if (et[j] > 0) w += et[j] * (a - b);
+    else if (a - b === Infinity) w = Infinity;
   }
   const soft = w / zt + Math.log(zs / zt);
 
@@ -132,7 +135,8 @@ function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Fl
         case HardKind.CrossEntropyProbs: {
           const x = s[o + j];
           const yj = yAt(j);
-          if (x >= eps && x <= 1 - eps) v -= (gh * yj) / x;
+          // A target of exactly 0 leaves its term out (0, not 0 / 0 at a probability of 0).
+          if (yj !== 0 && x >= eps && x <= 1 - eps) v -= (gh * yj) / x;
           else if (Number.isNaN(x) && yj !== 0) v = NaN; // a NaN probability with target mass, as the loss
           break;
         }
@@ -226,6 +230,19 @@ function feature(job: FeatureJob, layerSums: Float64Array): void {
 
 const absPow = (x: number, beta: number): number => (beta === 2 ? x * x : Math.abs(x) ** beta);
 
+/**
+ * |x|^beta / x, the gradient's factor, as the kernels take it: x for beta 2, sign(x) for beta 1, else
+ * |x|^beta / x unless |x|^beta is below the normal range, then sign(x) |x|^(beta - 1); 0 at x = 0 (the
+ * subgradient: a NaN of the row's other factor still makes the product NaN).
+ */
+function powRatio(x: number, ps: number, beta: number): number {
+  if (x === 0) return 0;
+  if (beta === 2) return x;
+  if (beta === 1) return Math.sign(x);
+  if (!(ps < 2.2250738585072014e-308)) return ps / x;
+  return Math.sign(x) * Math.abs(x) ** (beta - 1);
+}
+
 function attention(job: AttentionRun): number {
   const { rows, cols: C, beta, student: s, teacher: t, grad: g } = job;
   let total = 0;
@@ -249,9 +266,10 @@ function attention(job: AttentionRun): number {
     }
     if (Number.isFinite(ss)) ss += cs;
     if (Number.isFinite(st)) st += ct;
-    const normS = ss > 1e-8;
+    // A NaN sum normalises too: a NaN makes the whole row NaN, loss and gradient, as an infinity does.
+    const normS = !(ss <= 1e-8);
     const ns = normS ? 1 / ss : 1;
-    const nt = st > 1e-8 ? 1 / st : 1;
+    const nt = !(st <= 1e-8) ? 1 / st : 1;
     let sq = 0;
     let ga = 0;
     for (let j = o; j < o + C; j++) {
@@ -268,7 +286,7 @@ function attention(job: AttentionRun): number {
         const x = s[j];
         const ps = absPow(x, beta);
         const gk = 2 * (ps * ns - absPow(t[j], beta) * nt) - sub;
-        g[j] = x === 0 ? 0 : job.gradScale * beta * ns * (ps / x) * gk;
+        g[j] = job.gradScale * beta * ns * powRatio(x, ps, beta) * gk;
       }
     }
   }

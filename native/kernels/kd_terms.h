@@ -22,6 +22,10 @@
 // fix_sums (sums taken directly after the sweep).
 #pragma once
 
+#include <math.h>
+
+#include <limits>
+
 #include "kd_steps.h"
 
 namespace kd {
@@ -43,17 +47,22 @@ struct ForwardKl {
   KD_SWEEP_INLINE void add(Sums& sums, const ExpChunk<O>& c) const {
     sums[kZs].add(c.es);
     sums[kZt].add(c.et);
-    // w = sum et (dt - ds), divided by T once per row. Teacher probabilities of exactly 0 contribute
-    // exactly 0 (guarded: also when dt - ds is infinite).
+    // w = sum et (dt - ds), divided by T once per row. Guarded: a teacher probability of exactly 0
+    // (dt = -inf) contributes exactly 0, also against ds = -inf. One that is positive but below the
+    // float range (et = 0 with dt finite) against a student probability of 0 (ds = -inf) is +inf in
+    // exact arithmetic: its 0 * inf stays NaN here, and value() reads a NaN w beside NaN-free
+    // normalisers as that +inf (no other NaN reaches w without reaching Zs or Zt).
     if constexpr (kGuarded) {
-      sums[kW].add_prod_where_nonzero(c.et, c.et, O::sub(c.dt, c.ds));
+      const V minus_inf = O::set1(-std::numeric_limits<T>::infinity());
+      sums[kW].add(O::pos_or_zero(O::sub(c.dt, minus_inf), O::mul(c.et, O::sub(c.dt, c.ds))));
     } else {
       sums[kW].add_prod(c.et, O::sub(c.dt, c.ds));
     }
   }
   void log_args(const double* sums, double* logs) const { logs[0] = sums[kZs] / sums[kZt]; }
   double value(const double* sums, const double* logs) const {
-    return sums[kW] / temperature / sums[kZt] + logs[0];
+    const double w = __builtin_isnan(sums[kW]) && !__builtin_isnan(sums[kZs] + sums[kZt]) ? HUGE_VAL : sums[kW];
+    return w / temperature / sums[kZt] + logs[0];
   }
 
   // With gs == 0 the term is absent from the gradient (0, not 0 times a NaN of the row's exps).
@@ -216,7 +225,8 @@ struct HardTerm {
         // (such a row's sums are NaN, so it is swept with kCareful).
         const V xs = c.xs(static_cast<T>(0.5));
         const V yv = kCareful && !targets_enter ? yu : O::fma(one_m_ls, c.y(), yu);
-        V d = O::in_range_or_zero(xs, c_lo, c_hi, O::mul(gh_v, O::div(yv, xs)));
+        // (-gh y') / s: the quotient last, so a tiny s overflows only where the whole term does.
+        V d = O::in_range_or_zero(xs, c_lo, c_hi, O::div(O::mul(gh_v, yv), xs));
         if constexpr (kCareful) d = O::where_nonzero(yv, O::keep_nan(xs, d));
         return O::add(gv, d);
       } else if constexpr (kMse) {

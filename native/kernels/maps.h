@@ -3,6 +3,8 @@
 // cancel). See sweeps.h for the row machinery and kernels.h for what each kernel computes.
 #pragma once
 
+#include <limits>
+
 #include "sweeps.h"
 
 namespace kd {
@@ -80,6 +82,41 @@ inline typename O::V abs_pow(typename O::V x, typename O::V beta) {
   }
 }
 
+// |x|^beta / x, the gradient's factor: x for beta 2 and sign(x) for beta 1 (exact; x * x / x would
+// underflow), for other betas |x|^beta / x unless |x|^beta is below the normal range (where it lost
+// the bits the quotient needs): then sign(x) |x|^(beta - 1). 0 at x = 0 (the subgradient), which a
+// NaN of the row's other factor still turns into NaN.
+template <int kMode>
+inline double pow_ratio(double x, double ps, double beta) {
+  if (x == 0.0) return 0.0;
+  if (kMode == 2) return x;
+  if (kMode == 1) return x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : x;
+  if (!(ps < DBL_MIN)) return ps / x;
+  return ::copysign(::pow(::fabs(x), beta - 1.0), x);
+}
+
+template <class O, int kMode>
+inline typename O::V pow_ratio(typename O::V x, typename O::V ps, typename O::V beta_m1) {
+  using T = typename O::Scalar;
+  using V = typename O::V;
+  if constexpr (kMode == 2) {
+    return x;
+  } else if constexpr (kMode == 1) {
+    return O::sign(x);
+  } else if constexpr (O::N == 1) {
+    if (x == T(0)) return T(0);
+    if (!(ps < std::numeric_limits<T>::min())) return ps / x;
+    return O::mul(O::sign(x), abs_pow<O, 0>(x, beta_m1));
+  } else {
+    const V quotient = O::nz_div(ps, x);
+    const V tiny = O::set1(std::numeric_limits<T>::min());
+    // Lanes at x = 0 pass; NaN lanes take the second form, which is NaN too.
+    const auto ok = O::ge(O::select(O::eq(x, O::set1(T(0))), tiny, ps), tiny);
+    if (O::all(ok)) return quotient;
+    return O::select(ok, quotient, O::mul(O::sign(x), abs_pow<O, 0>(x, beta_m1)));
+  }
+}
+
 // The one-sweep form of a row's loss is used while loss >= kAttentionOneSweep * (sum a_s^2 + sum a_t^2);
 // below that the difference of moments has cancelled too far and the row takes the exact sweep over
 // differences. The moments carry about k * 2^-53 relative error (k grows like the square root of the
@@ -101,8 +138,8 @@ double attention_row_wide(const S* s, const S* t, size_t C, double beta, G* g, d
     Ss += pw(static_cast<double>(s[j]));
     St += pw(static_cast<double>(t[j]));
   }
-  const bool norm_s = Ss > 1e-8;
-  const double ns = norm_s ? 1.0 / Ss : 1.0, nt = St > 1e-8 ? 1.0 / St : 1.0;
+  const bool norm_s = !(Ss <= 1e-8);  // a NaN sum normalises: the whole row turns NaN
+  const double ns = norm_s ? 1.0 / Ss : 1.0, nt = !(St <= 1e-8) ? 1.0 / St : 1.0;
   double row = 0.0, da = 0.0;
   for (size_t j = 0; j < C; ++j) {
     const double as = pw(static_cast<double>(s[j])) * ns;
@@ -117,7 +154,7 @@ double attention_row_wide(const S* s, const S* t, size_t C, double beta, G* g, d
       const double x = static_cast<double>(s[j]);
       const double ps = pw(x);
       const double gk = 2.0 * (ps * ns - pw(static_cast<double>(t[j])) * nt) - sub;
-      g[j] = x == 0.0 ? G(0) : static_cast<G>(outer * (ps / x) * gk);
+      g[j] = static_cast<G>(outer * pow_ratio<kMode>(x, ps, beta) * gk);
     }
   }
   return row;
@@ -149,8 +186,10 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
       sst = O::acc_fma(sst, ps, pt);
     });
     const double Ss = O::acc_sum(ss), St = O::acc_sum(st);
-    const bool norm_s = Ss > 1e-8;
-    const double ns = norm_s ? 1.0 / Ss : 1.0, nt = St > 1e-8 ? 1.0 / St : 1.0;
+    // A map is normalised where its sum exceeds 1e-8 (the seed's threshold) or is NaN: a NaN makes its
+    // whole row NaN, loss and gradient, as an infinity does.
+    const bool norm_s = !(Ss <= 1e-8);
+    const double ns = norm_s ? 1.0 / Ss : 1.0, nt = !(St <= 1e-8) ? 1.0 / St : 1.0;
     const double Sss = O::acc_sum(ss2), Stt = O::acc_sum(st2), Sst = O::acc_sum(sst);
     // sum (a_s - a_t)^2 = sum d a_s - sum d a_t, each from the moments; identical rows give exactly 0.
     double da = ns * (ns * Sss - nt * Sst);
@@ -180,11 +219,13 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
     total += row;
     if (kGrad && !wide) {
       // g_k = 2 (a_s,k - a_t,k); dL/dx_k = beta |x_k|^(beta-1) sign(x_k) * ns * (g_k - sum_i g_i a_i)
-      // when the row is normalised, else beta |x_k|^(beta-1) sign(x_k) * g_k. At x = 0 the gradient
-      // is 0 for every beta (the subgradient, also where |x|^(beta-1) is unbounded).
+      // when the row is normalised, else beta |x_k|^(beta-1) sign(x_k) * g_k. At x = 0 the factor
+      // |x|^(beta-1) sign(x) is 0 for every beta (the subgradient, also where it is unbounded); a row
+      // whose loss is NaN keeps NaN there too.
       const V two = O::set1(static_cast<T>(2.0));
       const V sub_ga = O::set1(static_cast<T>(norm_s ? 2.0 * da : 0.0));
       const V outer = O::set1(static_cast<T>(P.grad_scale * P.beta * ns));
+      const V beta_m1 = O::set1(static_cast<T>(P.beta - 1.0));
       write_row<O>(P.grad + r * C, C, stream_grad, [](size_t) KD_SWEEP_INLINE {},
                    [&](size_t j, size_t n) KD_SWEEP_INLINE {
         const V x = load_in<O>(s + j, n, 0);
@@ -192,7 +233,7 @@ double attention_rows_impl(const AttentionProblem<typename O::Scalar>& P, size_t
         const V as = O::mul(ps, vns);
         const V at = O::mul(abs_pow<O, kMode>(load_in<O>(t + j, n, 0), beta), vnt);
         const V gk = O::sub(O::mul(two, O::sub(as, at)), sub_ga);
-        return O::mul(outer, O::mul(O::nz_div(ps, x), gk));
+        return O::mul(outer, O::mul(pow_ratio<O, kMode>(x, ps, beta_m1), gk));
       });
     }
   }

@@ -136,10 +136,12 @@ void make_row(const KdConfig& c, RowKind kind, Rng& rng, T* s, T* t) {
       for (size_t j = 0; j < C; ++j) {
         if (j != k && rng.chance(0.35)) {
           t[j] = static_cast<T>(-1e30);
-          // A student logit of -inf where the teacher's probability is 0: a - b is infinite.
+          // A student logit of -inf where the teacher's probability underflows (the term is +inf) or
+          // is exactly 0 (teacher -inf too: the term is absent), so a - b is infinite.
           // (Not with cross-entropy on logits: see suite_kd_neg_inf_ce.)
           if (rng.chance(0.3)) {
             s[j] = probs ? T(0) : c.hard == HardKind::kCrossEntropyLogits ? static_cast<T>(-1e30) : neg_inf;
+            if (s[j] == neg_inf && rng.chance(0.5)) t[j] = neg_inf;
           }
         }
       }

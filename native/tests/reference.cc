@@ -17,8 +17,9 @@ struct Softmax {
 };
 
 // Probabilities whose exp(z_j) is below z_min underflow to exactly 0 in the element type (the kernels
-// compute exp(z_j) in it): they count as 0, which matters only where they multiply an infinite
-// log ratio (a teacher probability of ~1e-3000 against a student logit of -inf).
+// compute exp(z_j) in it): they count as 0, except against a student log-probability of -inf, where
+// the KL's term is +inf in exact arithmetic (a finite teacher logit has a positive probability,
+// however small; only a teacher logit of -inf has probability exactly 0).
 Softmax softmax(const LD* x, size_t n, LD temperature, LD z_min) {
   Softmax r;
   r.z.resize(n);
@@ -57,7 +58,8 @@ KdRowRef kd_row_ref(const KdRowIn& in) {
   r.soft = 0;
   r.soft_mag = 1 + S.cond + Tt.cond;
   for (size_t j = 0; j < C; ++j) {
-    r.soft += wt(Tt.p[j], Tt.logp[j] - S.logp[j]);
+    const bool underflowed_vs_zero = Tt.p[j] == 0 && Tt.z[j] > -kInf && S.logp[j] == -kInf;
+    r.soft += underflowed_vs_zero ? kInf : wt(Tt.p[j], Tt.logp[j] - S.logp[j]);
     r.soft_mag += wt(Tt.p[j], std::fabs(Tt.z[j]) + std::fabs(S.z[j]));
   }
 
@@ -194,7 +196,7 @@ AttMap att_map(const LD* x, size_t n, LD beta) {
     m.cond[j] = ax == 0 ? 0 : 1 + std::fabs(beta * std::log(ax));
     m.sum += m.pw[j];
   }
-  m.normalised = m.sum > 1e-8L;
+  m.normalised = !(m.sum <= 1e-8L);  // a NaN sum normalises: the whole row turns NaN
   m.inv = m.normalised ? 1 / m.sum : 1;
   LD cbar = 0;
   for (size_t j = 0; j < n; ++j) {
