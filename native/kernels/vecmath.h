@@ -264,14 +264,19 @@ KD_VM_INLINE typename O::V exp2_nonpos_unguarded(typename O::V y) {
   return exp2_nonpos<O, Clamp::kNone>(y);
 }
 
+// x = 2^e m with m in [sqrt(2)/2, sqrt(2)) and f = m - 1 (exact), for x > 0 finite; with special
+// (some lane not a positive normal finite number) subnormal lanes are scaled into the normal range
+// first, and the other special lanes give values the callers replace.
 template <class O>
-KD_VM_INLINE typename O::V log(typename O::V x) {
+struct MantissaSplit {
+  typename O::V e, f;
+};
+
+template <class O>
+KD_VM_INLINE MantissaSplit<O> split_mantissa(typename O::V x, bool special) {
   using V = typename O::V;
   using I = typename O::I;
   using C = Consts<typename O::Scalar>;
-  // Positive normal finite lanes take the plain path; anything else (subnormal, 0, negative, inf, NaN)
-  // in the vector adds the prescale and the fix-ups.
-  const bool special = !O::all(O::mand(O::ge(x, O::set1(C::kMinNormal)), O::lt(x, O::set1(INFINITY))));
   V xs = x;
   V e_adj = O::set1(0);
   if (special) {
@@ -279,13 +284,23 @@ KD_VM_INLINE typename O::V log(typename O::V x) {
     xs = O::select(sub, O::mul(x, O::set1(C::kSubScale)), x);
     e_adj = O::select(sub, O::set1(-C::kSubShift), e_adj);
   }
-  // x = 2^e m, m in [sqrt(2)/2, sqrt(2)).
   I ix = O::iadd(O::as_int(xs), O::iset1(C::kOneMinusSqrtHalf));
   const V e = O::add(
       O::sub(O::as_float(O::ior(O::shr_mant(ix), O::iset1(C::kExpMagicBits))), O::set1(C::kExpMagic)),
       e_adj);
   ix = O::iadd(O::iand(ix, O::iset1(C::kMantMask)), O::iset1(C::kSqrtHalf));
-  const V f = O::sub(O::as_float(ix), O::set1(1));
+  return MantissaSplit<O>{e, O::sub(O::as_float(ix), O::set1(1))};
+}
+
+template <class O>
+KD_VM_INLINE typename O::V log(typename O::V x) {
+  using V = typename O::V;
+  using C = Consts<typename O::Scalar>;
+  // Positive normal finite lanes take the plain path; anything else (subnormal, 0, negative, inf, NaN)
+  // in the vector adds the prescale and the fix-ups.
+  const bool special = !O::all(O::mand(O::ge(x, O::set1(C::kMinNormal)), O::lt(x, O::set1(INFINITY))));
+  const MantissaSplit<O> m = split_mantissa<O>(x, special);
+  const V e = m.e, f = m.f;
   const V s = O::div(f, O::add(f, O::set1(2)));
   const V z = O::mul(s, s);
   const V R = O::mul(z, horner<O, C::kLogDeg>(z, C::kLogP));
@@ -317,24 +332,11 @@ KD_VM_INLINE typename O::V log(typename O::V x) {
 template <class O>
 KD_VM_INLINE typename O::V pow_pos(typename O::V a, typename O::V beta) {
   using V = typename O::V;
-  using I = typename O::I;
   using T = typename O::Scalar;
   using C = Consts<T>;
   const bool special = !O::all(O::mand(O::ge(a, O::set1(C::kMinNormal)), O::lt(a, O::set1(INFINITY))));
-  V xs = a;
-  V e_adj = O::set1(0);
-  if (special) {
-    const auto sub = O::lt(a, O::set1(C::kMinNormal));
-    xs = O::select(sub, O::mul(a, O::set1(C::kSubScale)), a);
-    e_adj = O::select(sub, O::set1(-C::kSubShift), e_adj);
-  }
-  // a = 2^e m, as in log.
-  I ix = O::iadd(O::as_int(xs), O::iset1(C::kOneMinusSqrtHalf));
-  const V e = O::add(
-      O::sub(O::as_float(O::ior(O::shr_mant(ix), O::iset1(C::kExpMagicBits))), O::set1(C::kExpMagic)),
-      e_adj);
-  ix = O::iadd(O::iand(ix, O::iset1(C::kMantMask)), O::iset1(C::kSqrtHalf));
-  const V f = O::sub(O::as_float(ix), O::set1(1));  // exact
+  const MantissaSplit<O> m = split_mantissa<O>(a, special);
+  const V e = m.e, f = m.f;
   // ln m = H + L.
   const V two = O::set1(2);
   const V d_hi = O::add(two, f);

@@ -26,6 +26,22 @@ struct MapData {
   LD total = 0, total_mag = 0;
   std::string kinds;
 
+  // The buffers for rows x cols at offset, holding the given rows if there are.
+  template <class Given>
+  void shape(size_t r, size_t c, size_t off, const Given* given) {
+    rows = r;
+    cols = c;
+    offset = off;
+    s.reset(r * c, off);
+    t.reset(r * c, off);
+    if (given == nullptr) return;
+    for (size_t i = 0; i < r * c; ++i) {
+      s[i] = static_cast<T>(given->s[i]);
+      t[i] = static_cast<T>(given->t[i]);
+    }
+    kinds = std::string(" ") + given->what;
+  }
+
   void images() {
     ls.assign(s.data(), s.data() + rows * cols);
     lt.assign(t.data(), t.data() + rows * cols);
@@ -88,18 +104,7 @@ template <typename T>
 void feature_case(const FeatureConfig& c) {
   Rng rng(c.seed);
   MapData<T> D;
-  D.rows = c.rows;
-  D.cols = c.cols;
-  D.offset = c.offset;
-  D.s.reset(c.rows * c.cols, c.offset);
-  D.t.reset(c.rows * c.cols, c.offset);
-  for (size_t r = 0; r < c.rows && c.given != nullptr; ++r) {
-    for (size_t j = 0; j < c.cols; ++j) {
-      D.s[r * c.cols + j] = static_cast<T>(c.given->s[r * c.cols + j]);
-      D.t[r * c.cols + j] = static_cast<T>(c.given->t[r * c.cols + j]);
-    }
-    D.kinds = std::string(" ") + c.given->what;
-  }
+  D.shape(c.rows, c.cols, c.offset, c.given);
   for (size_t r = 0; r < c.rows && c.given == nullptr; ++r) {
     const int kind = static_cast<int>(rng.below(5));  // 0-2 normal, 3 equal rows, 4 huge entries
     D.kinds += fmt(" %d", kind);
@@ -207,18 +212,7 @@ template <typename T>
 void attention_case(const AttentionConfig& c) {
   Rng rng(c.seed);
   MapData<T> D;
-  D.rows = c.rows;
-  D.cols = c.cols;
-  D.offset = c.offset;
-  D.s.reset(c.rows * c.cols, c.offset);
-  D.t.reset(c.rows * c.cols, c.offset);
-  for (size_t r = 0; r < c.rows && c.given != nullptr; ++r) {
-    for (size_t j = 0; j < c.cols; ++j) {
-      D.s[r * c.cols + j] = static_cast<T>(c.given->s[r * c.cols + j]);
-      D.t[r * c.cols + j] = static_cast<T>(c.given->t[r * c.cols + j]);
-    }
-    D.kinds = std::string(" ") + c.given->what;
-  }
+  D.shape(c.rows, c.cols, c.offset, c.given);
   for (size_t r = 0; r < c.rows && c.given == nullptr; ++r) {
     const uint64_t kinds = sizeof(T) == 8 ? 5 : 4;
     const int ks = rng.chance(0.5) ? 0 : static_cast<int>(rng.below(kinds));
