@@ -1,14 +1,16 @@
 // The benchmark's command line and chart, without depending on any timing: the SVG generator on a
 // synthetic results object (well-formed standalone XML, one line per variant, the legend, the
 // roofline), the argument parser (unknown flags are usage errors, exit code 2 through `kdloss`), and
-// one tiny `kdloss bench --quick` run (a single 2x3 case) that must exit with 0, print the table and
-// write the JSON report and the chart to a temp dir.
+// tiny `kdloss bench --quick` runs (a single 2x3 case) that must exit with 0, print the report, write
+// the JSON results and the chart into ./kdloss-bench/ of the current directory (or --out) and nothing
+// inside the package, and show the project's targets only with --targets.
 import { expect } from 'chai';
-import { execFile } from 'child_process';
+import { execFile, execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { BenchResults, CaseResult, Timing } from '../dist/bench/types';
+import { Rng } from './helpers/random';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'kdloss.js');
@@ -20,6 +22,10 @@ const benchMain = require(path.join(ROOT, 'dist', 'bench', 'main.js')) as typeof
 const format = require(path.join(ROOT, 'dist', 'bench', 'format.js')) as typeof import('../dist/bench/format');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const scaling = require(path.join(ROOT, 'dist', 'bench', 'scaling.js')) as typeof import('../dist/bench/scaling');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const cases = require(path.join(ROOT, 'dist', 'bench', 'cases.js')) as typeof import('../dist/bench/cases');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const libRng = require(path.join(ROOT, 'dist', 'util', 'rng.js')) as typeof import('../dist/util/rng');
 
 interface CliResult {
   code: number | null;
@@ -27,12 +33,12 @@ interface CliResult {
   stderr: string;
 }
 
-function runCli(args: string[]): Promise<CliResult> {
+function runCli(args: string[], cwd = ROOT): Promise<CliResult> {
   return new Promise((resolve) => {
     const env = { ...process.env };
     delete env.KDLOSS_ISA;
     delete env.KDLOSS_BACKEND;
-    execFile(process.execPath, [BIN, ...args], { env, cwd: ROOT, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env, cwd, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       const e = err as (Error & { code?: number | string }) | null;
       resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : null, stdout: String(stdout), stderr: String(stderr) });
     });
@@ -235,6 +241,19 @@ describe('benchmark chart (svg.ts)', () => {
   });
 });
 
+describe('benchmark inputs', () => {
+  it("come from the tests' seeded generator (xorshift32: seed 1 gives 270369 / 2^32 first)", () => {
+    expect(new libRng.Rng(1).uniform()).to.equal(270369 / 2 ** 32);
+    expect(new libRng.Rng(0).uniform(), 'seed 0 is seed 1').to.equal(270369 / 2 ** 32);
+    expect(new Rng(7)).to.be.instanceOf(libRng.Rng);
+    const r = new Rng(1234);
+    const expected = Float32Array.from({ length: 100 }, () => r.normal(3));
+    expect(cases.randomArray('float32', 100, 3, 1234)).to.deep.equal(expected);
+    const c = new Rng(99);
+    expect(cases.randomClasses(50, 7, 99)).to.deep.equal(Int32Array.from({ length: 50 }, () => c.int(7)));
+  });
+});
+
 describe('benchmark thread scaling', () => {
   it("prints each case's speedup next to the machine's own scaling", () => {
     const text = format.formatResults(synthetic());
@@ -246,17 +265,26 @@ describe('benchmark thread scaling', () => {
   it('measures the machine scaling on worker threads (a positive ratio, not a timing claim)', async function () {
     if (process.env.KDLOSS_BACKEND === 'js') this.skip();
     this.timeout(20000);
-    const x = await scaling.machineScaling(2, 1, 20);
+    const x = await scaling.machineScaling(2, 1, 50);
     expect(x).to.be.a('number');
     expect(x).to.be.greaterThan(0);
     expect(Number.isFinite(x)).to.equal(true);
+  });
+
+  it('leaves out rounds in which a worker got no time (a loaded machine): no NaN or infinite scaling', () => {
+    // A one-worker window without a single call made the ratio infinite, an empty round NaN.
+    expect(scaling.medianRatio([{ one: 0, all: 10 }, { one: 0, all: 0 }, { one: 100, all: 180 }])).to.equal(1.8);
+    expect(scaling.medianRatio([{ one: 10, all: 19 }, { one: 10, all: 0 }, { one: 10, all: 18 }, { one: 10, all: 20 }])).to.equal(1.9);
+    expect(scaling.medianRatio([{ one: 0, all: 5 }])).to.equal(null);
+    expect(scaling.medianRatio([])).to.equal(null);
   });
 });
 
 describe('kdloss bench command line', () => {
   it('parses the known flags', () => {
-    const p = benchMain.parseBenchArgs(['--quick', '--filter=2x3, attention', '--variants', 'avx2,scalar', '--no-js', '--json', '--out=x']);
-    expect(p.options).to.deep.equal({ quick: true, js: false, filter: ['2x3', 'attention'], variants: ['avx2', 'scalar'] });
+    const p = benchMain.parseBenchArgs(['--quick', '--filter=2x3, attention', '--variants', 'avx2,scalar', '--no-js', '--json', '--out=x', '--targets']);
+    expect(p.options).to.deep.equal({ quick: true, js: false, filter: ['2x3', 'attention'], variants: ['avx2', 'scalar'], targets: true });
+    expect(benchMain.parseBenchArgs([]).options).to.deep.equal({});
     expect(p).to.include({ out: 'x', write: true, json: true, help: false });
     expect(benchMain.parseBenchArgs(['--no-write']).write).to.equal(false);
     expect(benchMain.parseBenchArgs(['-h']).help).to.equal(true);
@@ -295,36 +323,129 @@ describe('kdloss bench command line', () => {
     expect(r.stderr).to.match(/^kdloss: bench: unknown option '--no-such-flag'/i);
   });
 
+  it('refuses an --out that cannot be a directory before measuring anything (exit code 2, one line)', async function () {
+    this.timeout(20000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    try {
+      const file = path.join(dir, 'a-file');
+      fs.writeFileSync(file, 'x');
+      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32', `--out=${file}`]);
+      expect(r.code, r.stderr).to.equal(2);
+      expect(r.stdout).to.equal('');
+      expect(r.stderr).to.match(/^kdloss: bench: cannot write into \S+a-file: not a directory \(a regular file\)\n$/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('prints its help with exit code 0', async () => {
     const r = await runCli(['bench', '--help']);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.include('Usage: kdloss bench');
-    expect(r.stdout).to.include('latest.svg');
+    expect(r.stdout).to.include('./kdloss-bench/');
+    expect(r.stdout).to.include('--targets');
+    const viaHelp = await runCli(['help', 'bench']);
+    expect(viaHelp.code, viaHelp.stderr).to.equal(0);
+    expect(viaHelp.stdout).to.equal(r.stdout);
   });
 
-  it('runs a quick one-case benchmark: exit code 0, the table, latest.json and latest.svg', async function () {
+  /** Files under `dir` modified at or after `since` (ms), skipping node_modules, .git and build directories. */
+  function modifiedSince(dir: string, since: number): string[] {
+    const out: string[] = [];
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        if (!['node_modules', '.git'].includes(e.name) && !e.name.startsWith('build')) out.push(...modifiedSince(p, since));
+      } else if (e.isFile() && fs.statSync(p).mtimeMs >= since) {
+        out.push(path.relative(ROOT, p));
+      }
+    }
+    return out;
+  }
+
+  it('runs a quick one-case benchmark as a user command: the report, and results in ./kdloss-bench/ only', async function () {
     this.timeout(60000);
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    const since = Date.now() - 1;
     try {
-      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32', `--out=${dir}`]);
+      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32'], cwd);
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stdout).to.match(/^case\s+dtype\s+variant\s+median\s+elem\/s/m);
       expect(r.stdout).to.match(/^kd 2x3 onehot\s+float32\s+js\s/m);
       expect(r.stdout).to.include('Async latency, 64x10 float32 computeDistillationAsync');
+      // The figures against this machine's limits; the project's targets only with --targets.
+      expect(r.stdout).to.include("This machine's limits, measured in this run");
+      expect(r.stdout).to.not.match(/Targets|MISS|\bgoal\b/);
+      const dir = path.join(cwd, 'kdloss-bench');
+      expect(fs.readdirSync(dir).sort()).to.deep.equal(['latest.json', 'latest.svg']);
+      expect(r.stderr).to.include(`results written to ${path.join(dir, 'latest.json')}`);
       const results = JSON.parse(fs.readFileSync(path.join(dir, 'latest.json'), 'utf8')) as BenchResults;
       expect(results.schema).to.equal('kdloss-bench/2');
       expect(results.cases.map((c) => c.id)).to.deep.equal(['kd 2x3 onehot float32']);
       expect(results.variants).to.include('js');
+      expect(results.checks).to.deep.equal([]);
       for (const v of results.variants) expect(results.asyncApi[v].medianNs, v).to.be.greaterThan(0);
       const doc = fs.readFileSync(path.join(dir, 'latest.svg'), 'utf8');
       checkXml(doc);
       for (const v of results.variants) expect(doc).to.include(`data-name="${v === 'js' ? 'js (TypeScript backend)' : v}"`);
-      const files = fs.readdirSync(dir).sort();
-      expect(files.filter((f) => f.endsWith('.json'))).to.have.length(2);
-      expect(files.filter((f) => f.endsWith('.svg'))).to.have.length(2);
-      expect(files.filter((f) => f.endsWith('.tmp'))).to.deep.equal([]);
+      // Nothing written inside the package (bench/results/ included).
+      expect(modifiedSince(ROOT, since), 'files written inside the package').to.deep.equal([]);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('evaluates the project targets with --targets, into --out', async function () {
+    this.timeout(60000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-'));
+    try {
+      const r = await runCli(['bench', '--quick', '--filter=kd 2x3 onehot float32', '--no-js', '--targets', `--out=${dir}`]);
+      expect(r.code, r.stderr).to.equal(0);
+      const results = JSON.parse(fs.readFileSync(path.join(dir, 'latest.json'), 'utf8')) as BenchResults;
+      const native = results.variants.filter((v) => v !== 'js');
+      if (native.length > 0) {
+        expect(results.checks.length).to.be.greaterThan(0);
+        expect(r.stdout).to.match(/^Targets \(/m);
+        expect(r.stdout).to.match(/^target\s+goal\s/m);
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('prints the targets table only for results that carry checks', () => {
+    const r = synthetic();
+    expect(format.formatResults(r)).to.not.include('Targets');
+    r.checks = [{ name: 'KD float32 4096x1000 one-hot throughput (elem/s)', variant: 'avx2', value: 1e9, target: '>= 1.5e9', met: false }];
+    const text = format.formatResults(r);
+    expect(text).to.match(/^Targets \(/m);
+    expect(text).to.match(/KD float32 4096x1000 one-hot throughput \(elem\/s\)\s+>= 1\.5e9\s+1\.00 G\/s MISS/);
+  });
+
+  it("records no commit for a package installed inside another project's git repository", function () {
+    this.timeout(20000);
+    const proj = fs.mkdtempSync(path.join(os.tmpdir(), 'kdloss-bench-proj-'));
+    try {
+      const git = (...args: string[]): void => {
+        execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: proj, stdio: 'ignore' });
+      };
+      git('init', '-q');
+      fs.writeFileSync(path.join(proj, 'x.txt'), 'x');
+      git('add', 'x.txt');
+      git('commit', '-q', '-m', 'x');
+      const pkg = path.join(proj, 'node_modules', 'kdloss');
+      fs.mkdirSync(pkg, { recursive: true });
+      fs.cpSync(path.join(ROOT, 'dist'), path.join(pkg, 'dist'), { recursive: true });
+      fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(pkg, 'package.json'));
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const installed = require(path.join(pkg, 'dist', 'bench', 'index.js')) as typeof import('../dist/bench/index');
+      expect(installed.machineInfo(null).commit).to.equal(null);
+      // A checkout of kdloss itself does record it.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const own = require(path.join(ROOT, 'dist', 'bench', 'index.js')) as typeof import('../dist/bench/index');
+      if (fs.existsSync(path.join(ROOT, '.git'))) expect(own.machineInfo(null).commit).to.match(/^[0-9a-f]{12}/);
+    } finally {
+      fs.rmSync(proj, { recursive: true, force: true });
     }
   });
 });

@@ -1,4 +1,4 @@
-// Every loss against PyTorch: the fixtures in test/fixtures (tools/gen_fixtures.py) hold float64
+// Every loss against PyTorch: the fixtures in test/fixtures (test/fixtures/generate.py) hold float64
 // PyTorch references (autograd gradients) for every loss, dtype, hard loss and target form, awkward
 // and wide shapes, large logits and extreme temperatures, masks, ignoreIndex rows and reductions. Each
 // case runs through the public API on both backends; every result must match within the dtype's

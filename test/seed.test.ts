@@ -45,7 +45,7 @@ forEachBackend('seed tests', () => {
     const value = loss.computeDistillation(student, teacher, hardTargets);
     expect(value).to.be.greaterThan(0);
     expect(Number.isFinite(value)).to.equal(true);
-    // Exact value (see tools/gen_fixtures.py for the PyTorch derivation of the same case).
+    // Exact value (see test/fixtures/generate.py for the PyTorch derivation of the same case).
     const r = loss.forward(student, teacher, hardTargets);
     expect(r.loss).to.be.closeTo(0.5 * 4 * r.soft + 0.5 * r.hard, 1e-15);
     expect(r.hard).to.be.closeTo(0.4643687841079449, 1e-12);

@@ -3,6 +3,7 @@
  * @module
  */
 import type { DType, FloatArray } from '../matrix';
+import { Rng } from '../util/rng';
 import type { CaseSpec, ThreadCaseSpec } from './types';
 
 /** Distillation settings of every KD case: T = 4, alpha = 0.7, CrossEntropyLoss (from logits). */
@@ -41,9 +42,9 @@ const MAP_ROWS = 256;
 const MAP_COLS = 4096;
 /**
  * Rows of the larger-than-cache map cases (float32 forward only): feature 3 layers of 2048x4096 (192 MB
- * read) and attention 4096x4096 (128 MB). The 256x4096 cases read 24 MB and 8 MB, which stay in the
- * last-level cache of the machine this was built on (a plain read of 8 MB ran at 85 to 93 GB/s there,
- * of 128 MB at 29 GB/s); the memory-roofline targets are set for inputs larger than cache.
+ * read) and attention 4096x4096 (128 MB). The 256x4096 cases read 24 MB and 8 MB, which may stay in a
+ * large last-level cache and then run far above memory bandwidth; only inputs larger than any cache
+ * measure the memory roofline.
  */
 export const LARGE_MAP_ROWS: Readonly<Record<'feature' | 'attention', number>> = { feature: 2048, attention: 4096 };
 
@@ -156,27 +157,6 @@ export function selectThreadCases(filter: string[] | undefined): ThreadCaseSpec[
   return all.filter((c) => filter.some((f) => c.id.includes(f)));
 }
 
-/** A seeded xorshift32 generator: benchmark inputs are the same in every process. */
-export class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0 || 1;
-  }
-  uniform(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s / 4294967296;
-  }
-  /** Normal(0, sigma) by Box-Muller. */
-  normal(sigma: number): number {
-    const u = this.uniform() || 1e-12;
-    return sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
-  }
-}
-
 /** Fills a new array of a dtype with normal(0, sigma) values. */
 export function randomArray(dtype: DType, n: number, sigma: number, seed: number): FloatArray {
   const rng = new Rng(seed);
@@ -189,7 +169,7 @@ export function randomArray(dtype: DType, n: number, sigma: number, seed: number
 export function randomClasses(rows: number, cols: number, seed: number): Int32Array {
   const rng = new Rng(seed);
   const idx = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) idx[r] = Math.floor(rng.uniform() * cols);
+  for (let r = 0; r < rows; r++) idx[r] = rng.int(cols);
   return idx;
 }
 

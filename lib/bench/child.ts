@@ -103,10 +103,9 @@ class Probes {
       for (let i = 0; i < input.length; i++) input[i] = -20 * ((i * 0.618034) % 1);
       return { input, output };
     };
-    // 256 KB of arguments and 256 KB of results: L2-resident, and long enough that the cost of the addon
-    // call itself stays under 2% of the time. (With the 8192 elements used before it was 15% to 25% of
-    // it: the probe read 7.0 to 7.9 G exp/s where this block reads 8.9 to 9.3 on the machine this was
-    // built on, and the KD roofline fractions were too high by as much.)
+    // 256 KB of arguments and 256 KB of results: L2-resident, and long enough that the fixed cost of the
+    // addon call is a negligible share of the time (a short block reads a low exp rate, and the KD
+    // roofline fractions would then read too high).
     this.expIo = {
       float32: io(new Float32Array(65536), new Float32Array(65536)),
       float64: io(new Float64Array(32768), new Float64Array(32768)),

@@ -2,43 +2,13 @@
  * Fixed-width terminal report of benchmark results.
  * @module
  */
+import { formatTargets } from './targets';
+import { type Align, fmtPct, fmtRate, fmtRatio, fmtTime, table } from './text';
 import type { BenchResults } from './types';
 
-/** '812 ns', '1.23 us', '4.56 ms', '1.234 s'. */
-export function fmtTime(ns: number): string {
-  if (ns < 1e3) return `${ns.toFixed(0)} ns`;
-  if (ns < 1e6) return `${(ns / 1e3).toFixed(ns < 1e4 ? 2 : 1)} us`;
-  if (ns < 1e9) return `${(ns / 1e6).toFixed(ns < 1e7 ? 2 : 1)} ms`;
-  return `${(ns / 1e9).toFixed(3)} s`;
-}
+export { fmtRate, fmtTime } from './text';
 
-/** '1.52 G/s', '345 M/s', '12.3 k/s'. */
-export function fmtRate(perSec: number, unit = '/s'): string {
-  const [div, p] = perSec >= 1e9 ? [1e9, 'G'] : perSec >= 1e6 ? [1e6, 'M'] : perSec >= 1e3 ? [1e3, 'k'] : [1, ''];
-  const v = perSec / div;
-  return `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${p}${unit}`;
-}
-
-function fmtRatio(x: number | null): string {
-  if (x === null) return '-';
-  return `${x.toFixed(x < 10 ? 2 : x < 100 ? 1 : 0)}x`;
-}
-
-function fmtPct(x: number | null): string {
-  return x === null ? '-' : `${(x * 100).toFixed(0)}%`;
-}
-
-type Align = 'l' | 'r';
-
-function table(header: string[], rows: (string[] | null)[], align: Align[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r ? r[i].length : 0))));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (align[i] === 'l' ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
-  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(header), rule, ...rows.map((r) => (r ? line(r) : ''))].join('\n');
-}
-
-/** The whole report as printed by `npm run bench`. */
+/** The whole report as `kdloss bench` prints it (the targets table only when they were evaluated). */
 export function formatResults(r: BenchResults): string {
   const out: string[] = [];
   const m = r.machine;
@@ -64,7 +34,7 @@ export function formatResults(r: BenchResults): string {
     p.bandwidthGBs.float64 ? `${p.bandwidthGBs.float64.toFixed(1)} GB/s @ ${(p.probeBytes.float64 / 2 ** 20).toFixed(0)} MiB` : '-',
   ]);
   if (probeRows.length > 0) {
-    out.push('Roofline probes (vecmath):');
+    out.push("This machine's limits, measured in this run (per variant: its exp rate and the bandwidth of a plain sum over as many bytes as the largest case reads):");
     out.push(table(['variant', 'exp f32', 'exp f64', 'sum bw f32', 'sum bw f64'], probeRows, ['l', 'r', 'r', 'r', 'r']));
     out.push('');
   }
@@ -99,6 +69,9 @@ export function formatResults(r: BenchResults): string {
         rows,
         ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'l', 'r'],
       ),
+    );
+    out.push(
+      "(roofline: the time the case would take at this machine's limit that binds it, memory bandwidth or exp rate (bound), over its measured time; 100% is as fast as this machine goes)",
     );
   } else {
     out.push('(no synchronous case selected)');
@@ -157,29 +130,8 @@ export function formatResults(r: BenchResults): string {
   }
 
   if (r.checks.length > 0) {
-    const vs = [...new Set(r.checks.map((c) => c.variant))];
-    const names = [...new Set(r.checks.map((c) => c.name))];
-    const fmtVal = (name: string, v: number | null): string => {
-      if (v === null) return '-';
-      if (name.includes('elem/s')) return fmtRate(v);
-      if (name.includes('fraction')) return fmtPct(v);
-      if (name.includes('(ns)')) return fmtTime(v);
-      return fmtRatio(v);
-    };
-    const checkRows = names.map((name) => {
-      const cs = r.checks.filter((c) => c.name === name);
-      return [
-        name,
-        cs[0].target,
-        ...vs.map((v) => {
-          const c = cs.find((x) => x.variant === v);
-          return c ? `${fmtVal(name, c.value)} ${c.met === null ? '' : c.met ? 'ok' : 'MISS'}`.trim() : '-';
-        }),
-      ];
-    });
     out.push('');
-    out.push(`Targets (the library's default variant: ${r.defaultVariant ?? 'none'}; roofline fractions against the variant's own probes, run right after each case, or the run's fastest sum probe where the variant's own took more than twice as long):`);
-    out.push(table(['target', 'goal', ...vs], checkRows, ['l', 'l', ...vs.map(() => 'r' as const)]));
+    out.push(formatTargets(r));
   }
   out.push('');
   out.push(`total ${(r.elapsedMs / 1000).toFixed(1)} s`);

@@ -9,13 +9,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { DType } from '../matrix';
-import { largeMapCaseId, selectCases, selectThreadCases, THREAD_COUNTS } from './cases';
+import { toJsonText } from '../util/json';
+import { PACKAGE_ROOT, packageVersion } from '../util/package';
+import { selectCases, selectThreadCases, THREAD_COUNTS } from './cases';
 import { renderChart } from './svg';
+import { evaluateChecks } from './targets';
 import type {
   BenchOptions,
   BenchResults,
   CaseResult,
-  Check,
   ChildOptions,
   MachineInfo,
   Timing,
@@ -33,7 +35,7 @@ export { renderChart } from './svg';
 /** Default time boxes: native cases >= 0.3 s and >= 15 samples after warm-up. */
 export const POLICIES: { native: TimingPolicy; js: TimingPolicy; probe: TimingPolicy } = {
   native: { warmupMs: 50, minTimeMs: 300, minSamples: 15, maxTimeMs: 3000, floorSamples: 5, sampleUs: 200 },
-  // The js backend is 10-100x slower on large cases: it may stop after 1 s with 3 samples.
+  // The js backend is far slower on large cases: it may stop after 1 s with 3 samples.
   js: { warmupMs: 100, minTimeMs: 300, minSamples: 15, maxTimeMs: 1000, floorSamples: 3, sampleUs: 200 },
   probe: { warmupMs: 20, minTimeMs: 100, minSamples: 10, maxTimeMs: 1000, floorSamples: 5, sampleUs: 200 },
 };
@@ -87,26 +89,20 @@ function cpuModel(): string {
   return os.cpus()[0]?.model ?? 'unknown';
 }
 
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
-/** The package's git commit (with '+dirty' for local changes), when it is a checkout. */
+/**
+ * The package's git commit (with '+dirty' for local changes) when the package is a checkout of its
+ * own, null otherwise: an installed package inside the user's repository is not that repository.
+ */
 function gitCommit(): string | null {
-  const root = path.join(__dirname, '..', '..');
-  const r = spawnSync('git', ['describe', '--always', '--dirty=+dirty', '--abbrev=12'], { cwd: root, encoding: 'utf8' });
+  if (!fs.existsSync(path.join(PACKAGE_ROOT, '.git'))) return null;
+  const r = spawnSync('git', ['describe', '--always', '--dirty=+dirty', '--abbrev=12'], { cwd: PACKAGE_ROOT, encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
 /** When the addon was built (mtime of build/Release/kdloss.node), or null. */
 function addonBuilt(): string | null {
   try {
-    return fs.statSync(process.env.KDLOSS_ADDON || path.join(__dirname, '..', '..', 'build', 'Release', 'kdloss.node')).mtime.toISOString();
+    return fs.statSync(process.env.KDLOSS_ADDON || path.join(PACKAGE_ROOT, 'build', 'Release', 'kdloss.node')).mtime.toISOString();
   } catch {
     return null;
   }
@@ -166,79 +162,38 @@ function runChild(opts: ChildOptions, log: (s: string) => void): Promise<Variant
   });
 }
 
-function evaluateChecks(
-  cases: CaseResult[],
-  api: Record<string, Timing>,
-  asyncApi: Record<string, Timing>,
-  threads: BenchResults['threads'],
-  variants: string[],
-): Check[] {
-  const get = (id: string, v: string): VariantCaseResult | undefined => cases.find((c) => c.id === id)?.results[v];
-  const checks: Check[] = [];
-  for (const v of variants) {
-    const add = (name: string, value: number | null | undefined, target: string, ok: (x: number) => boolean): void => {
-      const val = value ?? null;
-      checks.push({ name, variant: v, value: val, target, met: val === null ? null : ok(val) });
-    };
-    // The variant's own roofline: its probes ran in the same process right after the case, while on a
-    // shared machine memory bandwidth moves by a third between one child process and the next. Where
-    // the variant's own sum probe took more than twice the run's fastest one, that probe is not
-    // bandwidth-bound (the scalar variant's), and the machine's roofline counts instead.
-    const fraction = (x: VariantCaseResult | undefined): number | null | undefined => {
-      if (!x || x.rooflineFraction === null || x.machineRooflineFraction === null) return x?.machineRooflineFraction;
-      return x.rooflineFraction <= 2 * x.machineRooflineFraction ? x.rooflineFraction : x.machineRooflineFraction;
-    };
-    const kd32 = get('kd 4096x1000 onehot float32', v);
-    add('KD float32 4096x1000 one-hot throughput (elem/s)', kd32?.elementsPerSec, '>= 1.5e9', (x) => x >= 1.5e9);
-    add('KD float32 4096x1000 one-hot roofline fraction', fraction(kd32), '>= 0.75', (x) => x >= 0.75);
-    add('KD float32 4096x1000 one-hot x js', kd32?.vsJs, '>= 50', (x) => x >= 50);
-    add('KD float64 4096x1000 one-hot throughput (elem/s)', get('kd 4096x1000 onehot float64', v)?.elementsPerSec, '>= 0.6e9', (x) => x >= 0.6e9);
-    for (const kind of ['feature', 'attention'] as const) {
-      const id = largeMapCaseId(kind);
-      add(`${kind} float32 memory roofline fraction, larger than cache (${id})`, fraction(get(id, v)), '>= 0.80', (x) => x >= 0.8);
-    }
-    add('API 64x10 float32 computeDistillation (ns)', api[v]?.medianNs, '<= 2000', (x) => x <= 2000);
-    add('async 64x10 float32 computeDistillationAsync (ns)', asyncApi[v]?.medianNs, '<= 30000', (x) => x <= 30000);
-    if (v === threads.variant && threads.counts.length > 1) {
-      const [lo, hi] = [threads.counts[0], threads.counts[threads.counts.length - 1]];
-      for (const c of threads.cases) {
-        add(`${c.label} ${c.dtype} async ${hi} vs ${lo} thread${lo === 1 ? '' : 's'} speedup`, c.speedup, '>= 1.8', (x) => x >= 1.8);
-      }
-    }
-  }
-  return checks;
-}
-
-/** Default output directory: bench/results/ of the package. */
+/**
+ * Default output directory: kdloss-bench/ in the current directory. Never the package's own directory:
+ * an installed package (in node_modules) is not the user's to write into.
+ */
 export function defaultResultsDir(): string {
-  return path.join(__dirname, '..', '..', 'bench', 'results');
+  return path.resolve('kdloss-bench');
 }
 
 /**
- * Writes latest.json and latest.svg (the chart, see {@link renderChart}) and timestamped copies of
- * both; returns their paths (latest.json, latest.svg, then the copies).
+ * Writes latest.json (the results, numbers as util/json.ts writes them) and latest.svg (the chart,
+ * see {@link renderChart}) into `dir`, each through a temporary file renamed into place; returns
+ * their paths.
+ * @throws the file system's error (the temporary file removed)
  */
 export function writeResults(results: BenchResults, dir = defaultResultsDir()): string[] {
   fs.mkdirSync(dir, { recursive: true });
-  const stamp = results.date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
   const outputs: [string, string][] = [
-    ['json', `${JSON.stringify(results, null, 2)}\n`],
-    ['svg', renderChart(results)],
+    ['latest.json', `${toJsonText(results)}\n`],
+    ['latest.svg', renderChart(results)],
   ];
-  const latest: string[] = [];
-  const stamped: string[] = [];
-  for (const [ext, text] of outputs) {
-    for (const [file, list] of [
-      [path.join(dir, `${stamp}.${ext}`), stamped],
-      [path.join(dir, `latest.${ext}`), latest],
-    ] as const) {
-      const tmp = `${file}.tmp`;
+  return outputs.map(([name, text]) => {
+    const file = path.join(dir, name);
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
       fs.writeFileSync(tmp, text);
       fs.renameSync(tmp, file);
-      list.push(file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
     }
-  }
-  return [...latest, ...stamped];
+    return file;
+  });
 }
 
 /**
@@ -383,7 +338,7 @@ export async function runBenchmarks(options: BenchOptions = {}): Promise<BenchRe
     asyncApi,
     cases,
     threads,
-    checks: evaluateChecks(cases, api, asyncApi, threads, nativeMeasured),
+    checks: options.targets ? evaluateChecks(cases, api, asyncApi, threads, nativeMeasured) : [],
     elapsedMs: Date.now() - start,
   };
 }

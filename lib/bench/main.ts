@@ -1,6 +1,8 @@
 /**
- * `kdloss bench` and `npm run bench`: measures everything, prints the table, writes
- * bench/results/latest.json, the chart bench/results/latest.svg and timestamped copies of both.
+ * `kdloss bench` and `npm run bench`: measures everything, prints the report, and writes latest.json
+ * and the chart latest.svg into ./kdloss-bench/ (or --out). A user command: it writes nothing inside
+ * the installed package, and reports the figures against this machine's own limits; the project's
+ * performance targets only with --targets (contributors).
  *
  * A bad command line (unknown flag, missing value, unknown variant, a filter that matches no case)
  * throws a {@link UsageError}: `kdloss` reports it on one line with exit code 2, and so does
@@ -8,22 +10,27 @@
  * @module
  */
 import { parseArgs } from 'util';
-import { UsageError } from '../cli/errors';
+import * as fs from 'fs';
+import { CliError, fileKind, fsProblem, UsageError } from '../util/errors';
+import { toJsonText } from '../util/json';
+import { escapeText, parseArgsMessage } from '../util/text';
 import { selectCases, selectThreadCases } from './cases';
 import { formatResults } from './format';
-import { runBenchmarks, writeResults } from './index';
+import { defaultResultsDir, runBenchmarks, writeResults } from './index';
 import type { BenchOptions } from './types';
 
 /** Native kernel variants a build may contain. */
 const KNOWN_VARIANTS = ['avx512', 'avx2', 'neon', 'scalar'];
 
-export const BENCH_USAGE = `Usage: kdloss bench [options]      (the same as npm run bench -- [options])
+export const BENCH_USAGE = `Usage: kdloss bench [options]
 
-Measures every benchmark case on each kernel variant this build contains and this CPU supports (one
-child process each, KDLOSS_ISA=...) and on the pure TypeScript backend, prints a table with the
-roofline and the performance targets, and writes bench/results/latest.json, the chart
-bench/results/latest.svg (throughput against input size per variant, with the measured roofline) and
-timestamped copies of both. Takes about two minutes; the numbers depend on the machine's load.
+Measures the loss kernels on this machine: every benchmark case on each kernel variant this build
+contains and this CPU supports (one child process each) and on the pure TypeScript backend. The
+report puts each figure against this machine's own limits, measured in the same run: its exp rate and
+its memory bandwidth (the roofline column: the time the case would take at the limit that binds it,
+over the time it took). Writes latest.json and the chart latest.svg (throughput against input size
+per variant, with the roofline) into ./kdloss-bench/, replacing the previous run's. Takes about two
+minutes; the numbers depend on the machine's load.
 
 Options:
   --quick              short time boxes (a smoke run; the numbers are noisier)
@@ -32,9 +39,11 @@ Options:
                        the async thread-scaling cases
   --no-js              skip the js backend (no 'x js' column)
   --verbose            per-case progress on stderr
-  --out=DIR            write the results to DIR instead of bench/results
+  --out=DIR            write the results into DIR instead of ./kdloss-bench
   --no-write           write nothing
-  --json               print the results as JSON instead of the table
+  --json               print the results as JSON instead of the report
+  --targets            also evaluate the project's performance targets (for kdloss contributors: goals
+                       for the machine the kernels are developed on, listed in bench/README.md)
   -h, --help           show this help
 `;
 
@@ -73,19 +82,18 @@ export function parseBenchArgs(argv: string[]): Parsed {
         out: { type: 'string' },
         'no-write': { type: 'boolean' },
         json: { type: 'boolean' },
+        targets: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
   } catch (err) {
-    let msg = (err as Error).message.split('\n')[0];
-    const i = msg.indexOf('. To specify a positional');
-    if (i >= 0) msg = msg.slice(0, i);
-    throw new UsageError(`bench: ${msg} (see kdloss bench --help)`);
+    throw new UsageError(`bench: ${parseArgsMessage(err)} (see kdloss bench --help)`);
   }
   const options: BenchOptions = {};
   if (values.quick) options.quick = true;
   if (values['no-js']) options.js = false;
   if (values.verbose) options.verbose = true;
+  if (values.targets) options.targets = true;
   if (typeof values.filter === 'string') {
     options.filter = list('filter', values.filter);
     if (selectCases(options.filter).length === 0 && selectThreadCases(options.filter).length === 0) {
@@ -118,11 +126,27 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     process.stdout.write(BENCH_USAGE);
     return 0;
   }
-  const results = await runBenchmarks(options);
-  process.stdout.write(`${json ? JSON.stringify(results, null, 2) : formatResults(results)}\n`);
+  const dir = out ?? defaultResultsDir();
+  // The output directory is made before the run: one that cannot be is reported at once, not after it.
   if (write) {
-    const files = writeResults(results, out);
-    process.stderr.write(`[bench] results written to ${files.join(', ')}\n`);
+    const st = fs.statSync(dir, { throwIfNoEntry: false });
+    if (st && !st.isDirectory()) throw new CliError(`bench: cannot write into ${dir}: not a directory (${fileKind(st)})`);
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new CliError(`bench: cannot write into ${dir}: ${fsProblem(err)}`);
+    }
+  }
+  const results = await runBenchmarks(options);
+  process.stdout.write(`${json ? toJsonText(results) : formatResults(results)}\n`);
+  if (write) {
+    let files: string[];
+    try {
+      files = writeResults(results, dir);
+    } catch (err) {
+      throw new CliError(`bench: cannot write the results into ${dir}: ${fsProblem(err)}`);
+    }
+    process.stderr.write(`[bench] results written to ${escapeText(files.join(', '))}\n`);
   }
   return results.variants.length > 0 ? 0 : 1;
 }
@@ -133,8 +157,8 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (err: Error) => {
-      if (err instanceof UsageError) {
-        process.stderr.write(`${err.message}\n`);
+      if (err instanceof CliError) {
+        process.stderr.write(`${escapeText(err.message)}\n`);
         process.exitCode = err.exitCode;
       } else {
         process.stderr.write(`bench: ${err.stack ?? err.message}\n`);

@@ -58,10 +58,24 @@ function once(w: Worker): Promise<unknown> {
 }
 
 /**
- * Median over `rounds` of (exps/s on `threads` workers at once) / (exps/s on one worker), the two
- * measured alternately in windows of `windowMs`; needs the native addon (KDLOSS_ISA as set).
+ * The median of all / one over the rounds where both counts are positive: a round in which a worker
+ * got no time at all (a loaded machine) measures nothing and would make the ratio NaN or infinite.
+ * Null without such a round.
  */
-export async function machineScaling(threads: number, rounds = 9, windowMs = 120): Promise<number> {
+export function medianRatio(rounds: readonly { one: number; all: number }[]): number | null {
+  const ratios = rounds.filter((r) => r.one > 0 && r.all > 0).map((r) => r.all / r.one);
+  if (ratios.length === 0) return null;
+  ratios.sort((a, b) => a - b);
+  return ratios[ratios.length >> 1];
+}
+
+/**
+ * Median over `rounds` of (exps/s on `threads` workers at once) / (exps/s on one worker), the two
+ * measured alternately in windows of `windowMs`; needs the native addon (KDLOSS_ISA as set). Rounds in
+ * which a worker got no time are measured again, up to three times as many in all; null when none
+ * measured anything.
+ */
+export async function machineScaling(threads: number, rounds = 9, windowMs = 120): Promise<number | null> {
   const workers = Array.from({ length: threads }, () => new Worker(__filename));
   try {
     await Promise.all(workers.map(once));
@@ -77,15 +91,15 @@ export async function machineScaling(threads: number, rounds = 9, windowMs = 120
       );
       return counts.reduce((a, b) => a + b, 0);
     };
-    await run(threads);  // warm-up: code compiled, every worker's block in its cache
-    const ratios: number[] = [];
-    for (let r = 0; r < rounds; r++) {
+    await run(threads); // warm-up: code compiled, every worker's block in its cache
+    const measured: { one: number; all: number }[] = [];
+    for (let r = 0, valid = 0; valid < rounds && r < 3 * rounds; r++) {
       const one = await run(1);
       const all = await run(threads);
-      ratios.push(all / one);
+      measured.push({ one, all });
+      if (one > 0 && all > 0) valid++;
     }
-    ratios.sort((a, b) => a - b);
-    return ratios[ratios.length >> 1];
+    return medianRatio(measured);
   } finally {
     for (const w of workers) w.postMessage(null);
     await Promise.all(workers.map((w) => new Promise((resolve) => w.once('exit', resolve))));

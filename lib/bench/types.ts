@@ -32,6 +32,8 @@ export interface BenchOptions {
   log?: (line: string) => void;
   /** Per-case progress from the child processes. */
   verbose?: boolean;
+  /** Evaluate the project's performance targets (targets.ts) into `checks` (default: none). */
+  targets?: boolean;
 }
 
 /** What a child process is told to do (serialised on its command line). */
@@ -235,6 +237,7 @@ export interface BenchResults {
      */
     machineScaling: number | null;
   };
+  /** The project's performance targets, evaluated only when asked for (`--targets`); [] otherwise. */
   checks: Check[];
   elapsedMs: number;
 }

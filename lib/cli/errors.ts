@@ -1,28 +1,12 @@
 /**
- * Errors of the command line. Each is reported as one line on stderr (no stack trace) with its exit code.
+ * Errors of `kdloss eval`. Each is reported as one line on stderr (no stack trace) with its exit code;
+ * the base classes and exit codes are shared with `kdloss bench` (lib/util/errors.ts).
  * @module
  */
+import { constants } from 'os';
+import { CliError } from '../util/errors';
 
-/** Exit codes of `kdloss`. */
-export const EXIT_OK = 0;
-/** An unexpected failure (a bug): reported with a hint to get the stack. */
-export const EXIT_INTERNAL = 1;
-/** Bad input or usage. */
-export const EXIT_INPUT = 2;
-/** Stopped by SIGINT (128 + 2, the shell convention). */
-export const EXIT_INTERRUPTED = 130;
-
-/** A problem with the user's input: a file, a flag or their combination. Exit code 2. */
-export class CliError extends Error {
-  /** The process exit code this error ends the command with. */
-  readonly exitCode: number;
-
-  constructor(message: string, exitCode = EXIT_INPUT) {
-    super(message);
-    this.name = 'CliError';
-    this.exitCode = exitCode;
-  }
-}
+export { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, fileKind, fsProblem, UsageError } from '../util/errors';
 
 /** A problem with one input file; the message starts with the file's name. */
 export class FileError extends CliError {
@@ -36,48 +20,25 @@ export class FileError extends CliError {
   }
 }
 
-/** A bad command line (unknown flag, missing value, value out of range). Exit code 2. */
-export class UsageError extends CliError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
+/** Signals that stop a run cleanly (outputs removed), and so end it with 128 + their number. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+export type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** The exit code of a run stopped by `signal`: 128 + its number (130 for SIGINT), the shell convention. */
+export function signalExitCode(signal: StopSignal): number {
+  return 128 + constants.signals[signal];
 }
 
-/** The run was interrupted (SIGINT) after `rows` rows. Exit code 130. */
+/** The run was stopped by a signal (Ctrl-C: SIGINT) after `rows` rows. Exit code 128 + the signal's number. */
 export class InterruptedError extends CliError {
   /** Rows fully evaluated before the interruption. */
   readonly rows: number;
+  readonly signal: StopSignal;
 
-  constructor(rows: number) {
-    super(`interrupted after ${rows} rows`, EXIT_INTERRUPTED);
+  constructor(rows: number, signal: StopSignal = 'SIGINT') {
+    super(signal === 'SIGINT' ? `interrupted after ${rows} rows` : `terminated by ${signal} after ${rows} rows`, signalExitCode(signal));
     this.name = 'InterruptedError';
     this.rows = rows;
+    this.signal = signal;
   }
-}
-
-/** A one-line description of a filesystem error on `file` (ENOENT, EACCES, EISDIR, ...). */
-export function fsProblem(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  switch (e?.code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'is a directory, not a .npy file';
-    case 'ENOTDIR':
-      return 'a component of the path is not a directory';
-    case 'ENOSPC':
-      return 'no space left on device';
-    default:
-      return e?.code ? `${e.code}: ${firstLine(e.message)}` : firstLine(String((err as Error)?.message ?? err));
-  }
-}
-
-/** The first line of a message (errors are reported on one line). */
-export function firstLine(s: string): string {
-  const i = s.indexOf('\n');
-  return i < 0 ? s : s.slice(0, i);
 }

@@ -4,23 +4,24 @@
  * @module
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import { parseArgs } from 'util';
+import { packageVersion } from '../util/package';
+import { escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
-import { CliError, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, firstLine, InterruptedError, UsageError } from './errors';
+import { CliError, EXIT_INPUT, fsProblem, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
 
 const USAGE = `Usage: kdloss <command> [options]
 
 Commands:
   eval     Evaluate distillation from .npy logits: KD loss, its KL and CE terms, teacher/student
            top-1 agreement, accuracies, a per-class table and a histogram of per-sample KL
-  bench    Benchmark the kernels (as npm run bench)
+  bench    Benchmark the kernels on this machine (results in ./kdloss-bench/)
 
 Options:
   -h, --help       Show this help; kdloss <command> --help shows a command's options
   -v, --version    Print the version
 
-Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C).
+Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP).
 `;
 
 const EVAL_USAGE = `Usage: kdloss eval --student S.npy --teacher T.npy [--labels Y.npy] [options]
@@ -40,25 +41,20 @@ Options:
                        alpha is taken as 1 and accuracies are not reported
   --temperature T      softening temperature, > 0 (default 4)
   --alpha A            weight of the soft term, in [0, 1] (default 0.7)
-  --per-sample FILE    write each row's loss as a 1-D float64 .npy
-  --json               print one JSON object instead of the text report
+  --per-sample FILE    write each row's loss as a 1-D float64 .npy (through a temporary file in FILE's
+                       directory, renamed into place once complete; FILE may not be an input)
+  --json               print one JSON object instead of the text report. Non-finite numbers are
+                       the strings "NaN", "Infinity" and "-Infinity"; null means "not defined"
+                       (e.g. the hard term without labels)
   --threads N          threads per chunk (default: all cores for large chunks)
   --chunk-rows N       rows per chunk (default: about 2 MB per input, at most 65536)
   -h, --help           show this help
 
-A progress bar is drawn on stderr when it is a terminal. Ctrl-C stops cleanly (exit code 130).
+Inputs must be regular files (not FIFOs or devices). A progress bar is drawn on stderr when it is a
+terminal. Ctrl-C stops cleanly (exit code 130; SIGTERM 143, SIGHUP 129), leaving no partial output.
 Environment: KDLOSS_BACKEND=native|js selects the backend, KDLOSS_ISA=scalar|avx2|avx512|neon the
 kernel variant.
 `;
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** Parses a number flag. */
 function numberFlag(name: string, v: string | undefined, fallback: number, check: (x: number) => boolean, expected: string): number {
@@ -71,13 +67,6 @@ function numberFlag(name: string, v: string | undefined, fallback: number, check
 function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
   return numberFlag(name, v, 0, (x) => Number.isInteger(x) && x >= lo && x <= hi, `an integer in [${lo}, ${hi}]`);
-}
-
-/** The message of a util.parseArgs error, on one line and without its long hint. */
-function parseArgsMessage(err: unknown): string {
-  const msg = firstLine((err as Error).message);
-  const i = msg.indexOf('. To specify a positional');
-  return i < 0 ? msg : msg.slice(0, i);
 }
 
 interface Io {
@@ -124,26 +113,24 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   const threads = intFlag('threads', str('threads'), 1, 1024);
   const chunkRows = intFlag('chunk-rows', str('chunk-rows'), 1, 1 << 24);
   const perSample = str('per-sample');
-  if (perSample !== undefined) {
-    const out = path.resolve(perSample);
-    for (const k of ['student', 'teacher', 'labels']) {
-      const f = str(k);
-      if (f !== undefined && path.resolve(f) === out) throw new UsageError(`--per-sample: ${perSample} is also the --${k} input`);
-    }
-  }
 
   // Loaded here so that a failure to load the library (e.g. a bad KDLOSS_ISA) is reported like any error.
   const { evaluate } = await import('./eval');
   const { formatText, ProgressBar: Bar, toJson } = await import('./report');
+  const { toJsonText } = await import('../util/json');
 
   const controller = new AbortController();
-  let sigints = 0;
-  const onSigint = (): void => {
-    sigints++;
-    if (sigints === 1) controller.abort();
-    else process.exit(EXIT_INTERRUPTED); // a second Ctrl-C while stopping: leave at once
+  let stopping = false;
+  const onSignal = (signal: StopSignal): void => {
+    if (!stopping) {
+      stopping = true;
+      controller.abort(signal);
+    } else {
+      // A second signal while stopping: leave at once (the exit hook still removes temporary outputs).
+      process.exit(signalExitCode(signal));
+    }
   };
-  process.on('SIGINT', onSigint);
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
   const progress: { bar: ProgressBar | null } = { bar: null };
   try {
     const summary = await evaluate({
@@ -164,7 +151,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     progress.bar?.clear();
     if (values.json) {
       const maxRssBytes = peakRssBytes();
-      io.stdout.write(`${JSON.stringify(toJson(summary, maxRssBytes), null, 2)}\n`);
+      io.stdout.write(`${toJsonText(toJson(summary, maxRssBytes))}\n`);
     } else {
       const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
       io.stdout.write(formatText(summary, width));
@@ -172,7 +159,9 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     return EXIT_OK;
   } finally {
     progress.bar?.clear();
-    process.removeListener('SIGINT', onSigint);
+    // Once stopping, the handlers stay until the process exits: a second signal arriving after the run
+    // has wound down still leaves with the run's exit code instead of killing the process.
+    if (!stopping) for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
   }
 }
 
@@ -201,11 +190,12 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
       case '--help':
       case 'help':
         if (command === 'help' && rest[0] === 'eval') io.stdout.write(EVAL_USAGE);
+        else if (command === 'help' && rest[0] === 'bench') return await runBench(['--help']);
         else io.stdout.write(USAGE);
         return EXIT_OK;
       case '-v':
       case '--version':
-        io.stdout.write(`kdloss ${version()}\n`);
+        io.stdout.write(`kdloss ${packageVersion()}\n`);
         return EXIT_OK;
       case 'eval':
         return await runEval(rest, io);
@@ -217,39 +207,39 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         );
     }
   } catch (err) {
-    if (err instanceof InterruptedError) {
-      io.stderr.write(`kdloss: ${err.message}\n`);
-      return EXIT_INTERRUPTED;
-    }
+    // One line, whatever the message holds (file names and header text are the user's): escaped.
+    const say = (msg: string): void => {
+      io.stderr.write(`kdloss: ${escapeText(msg)}\n`);
+    };
     if (err instanceof CliError) {
-      io.stderr.write(`kdloss: ${err.message}\n`);
+      say(err.message);
       return err.exitCode;
     }
     const code = (err as { code?: unknown })?.code;
     if (typeof code === 'string' && code.startsWith('ERR_KD_')) {
       // A library error (ConfigError, ShapeError, InputError, NativeError): bad input or setup.
-      io.stderr.write(`kdloss: ${firstLine((err as Error).message)}\n`);
+      say(firstLine((err as Error).message));
       return EXIT_INPUT;
     }
     if (process.env.KDLOSS_DEBUG) io.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-    io.stderr.write(
-      `kdloss: internal error: ${firstLine(String((err as Error)?.message ?? err))}${process.env.KDLOSS_DEBUG ? '' : ' (KDLOSS_DEBUG=1 shows the stack)'}\n`,
-    );
+    say(`internal error: ${firstLine(String((err as Error)?.message ?? err))}${process.env.KDLOSS_DEBUG ? '' : ' (KDLOSS_DEBUG=1 shows the stack)'}`);
     return EXIT_INTERNAL;
   }
 }
 
 /** The process entry point (bin/kdloss.js): runs {@link run} on process.argv and sets the exit code. */
 export function cli(): void {
-  // `kdloss eval ... | head`: a closed pipe is not an error.
+  // `kdloss eval ... | head`: a closed pipe is not an error. Any other failure to write the report
+  // (a full disk, /dev/full) is reported on one line like a failed --per-sample write.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK);
-    throw err;
+    process.stderr.write(`kdloss: cannot write to standard output: ${fsProblem(err)}\n`);
+    process.exit(EXIT_INPUT);
   });
   void run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
     // After Ctrl-C, do not wait for the cancelled computation to wind down.
-    if (code === EXIT_INTERRUPTED) process.exit(code);
+    if (STOP_SIGNALS.some((s) => signalExitCode(s) === code)) process.exit(code);
   });
 }
 

@@ -9,12 +9,14 @@
  * padded with spaces and a newline, then the raw data.
  * @module
  */
-import { promises as fsp } from 'fs';
+import { constants, promises as fsp, type Stats } from 'fs';
 import * as os from 'os';
-import { FileError, fsProblem } from './errors';
+import { FileError, fileKind, fsProblem } from './errors';
+import { type FileIdentity, type NamedInput, OutputFile } from './output';
+import type { ElementType, RowSource } from './source';
 
 /** Element types the reader supports. */
-export type NpyDType = 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64';
+export type NpyDType = ElementType;
 
 /** A parsed .npy header. */
 export interface NpyHeader {
@@ -87,8 +89,8 @@ class PyLiteralParser {
     const c = this.s[this.i];
     if (c === undefined) throw new Error('unexpected end');
     if (c === '{') return this.dict();
-    if (c === '(') return this.seq('(', ')');
-    if (c === '[') return this.seq('[', ']');
+    if (c === '(') return this.seq(')');
+    if (c === '[') return this.seq(']');
     if (c === "'" || c === '"') return this.str();
     const m = /^(True|False|None|[+-]?\d+L?)/.exec(this.s.slice(this.i, this.i + 40));
     if (!m) throw new Error(`unexpected '${c}' at offset ${this.i}`);
@@ -111,8 +113,9 @@ class PyLiteralParser {
     return out;
   }
 
-  private seq(open: string, close: string): PyValue[] {
-    this.i++; // open
+  /** A tuple or list from its opening bracket to `close`. */
+  private seq(close: string): PyValue[] {
+    this.i++; // the opening bracket
     const out: PyValue[] = [];
     for (;;) {
       this.ws();
@@ -230,27 +233,29 @@ export function shapeStr(shape: readonly number[]): string {
 // Reading
 
 /** An open .npy file read in row chunks (row = all elements after the first axis). */
-export class NpyReader {
+export class NpyReader implements RowSource {
+  readonly dtype: NpyDType;
+  readonly typeName: string;
+  readonly itemsize: number;
+  readonly shape: readonly number[];
+  readonly rows: number;
+  readonly rowElements: number;
+  readonly rowBytes: number;
+
   private constructor(
     /** The file as given on the command line. */
     readonly file: string,
     private readonly fh: fsp.FileHandle,
     readonly header: NpyHeader,
-  ) {}
-
-  /** Rows: the first axis. */
-  get rows(): number {
-    return this.header.shape.length === 0 ? 1 : this.header.shape[0];
-  }
-
-  /** Elements per row: the product of the remaining axes. */
-  get rowElements(): number {
-    return this.header.shape.slice(1).reduce((a, b) => a * b, 1);
-  }
-
-  /** Bytes per row. */
-  get rowBytes(): number {
-    return this.rowElements * this.header.itemsize;
+    readonly identity: FileIdentity,
+  ) {
+    this.dtype = header.dtype;
+    this.typeName = describeDescr(header.descr);
+    this.itemsize = header.itemsize;
+    this.shape = header.shape;
+    this.rows = header.shape.length === 0 ? 1 : header.shape[0];
+    this.rowElements = header.shape.slice(1).reduce((a, b) => a * b, 1);
+    this.rowBytes = this.rowElements * header.itemsize;
   }
 
   /**
@@ -258,15 +263,25 @@ export class NpyReader {
    * @throws FileError for a missing or unreadable file and every header problem
    */
   static async open(file: string): Promise<NpyReader> {
+    // Only regular files: opening a FIFO blocks until a writer comes, a device or socket never ends or
+    // fails. Checked before open, and again on the open file (O_NONBLOCK: a FIFO put there in between
+    // opens at once instead of blocking, and is refused).
+    let before: Stats;
+    try {
+      before = await fsp.stat(file);
+    } catch (err) {
+      throw new FileError(file, fsProblem(err));
+    }
+    if (!before.isFile()) throw new FileError(file, `not a regular file (${fileKind(before)})`);
     let fh: fsp.FileHandle;
     try {
-      fh = await fsp.open(file, 'r');
+      fh = await fsp.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       throw new FileError(file, fsProblem(err));
     }
     try {
       const st = await fh.stat();
-      if (st.isDirectory()) throw new FileError(file, 'is a directory, not a .npy file');
+      if (!st.isFile()) throw new FileError(file, `not a regular file (${fileKind(st)})`);
       const prefix = Buffer.alloc(Math.min(st.size, 12));
       await readFully(fh, prefix, 0, file);
       let head: Uint8Array = prefix;
@@ -280,7 +295,7 @@ export class NpyReader {
           head = full;
         }
       }
-      return new NpyReader(file, fh, parseNpyHeader(head, st.size, file));
+      return new NpyReader(file, fh, parseNpyHeader(head, st.size, file), { dev: st.dev, ino: st.ino });
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
@@ -348,41 +363,44 @@ export function npyHeader(descr: string, shape: readonly number[]): Buffer {
 
 /**
  * Writes a 1-D float64 .npy file of known length in pieces: the header first, then the values as
- * they come. {@link close} checks that exactly `length` values were written.
+ * they come, into a temporary file renamed over the destination by {@link NpyF64Writer.close} once
+ * exactly `length` values were written (see output.ts).
  */
 export class NpyF64Writer {
   private written = 0;
   private position: number;
   private pending: Promise<void> = Promise.resolve();
+  /** The first failed write, reported by {@link check}, {@link flush} and {@link close}. */
+  private failure: FileError | null = null;
 
   private constructor(
-    readonly file: string,
-    private readonly fh: fsp.FileHandle,
+    private readonly out: OutputFile,
     readonly length: number,
     headerBytes: number,
   ) {
     this.position = headerBytes;
   }
 
+  /** The output as given on the command line. */
+  get file(): string {
+    return this.out.file;
+  }
+
   /**
-   * Creates (or truncates) `file` and writes the header of a float64 array of `length` values.
-   * @throws FileError when the file cannot be created
+   * Creates the temporary file for `file` and writes the header of a float64 array of `length` values.
+   * @param inputs the files `file` must not be (compared by device and inode)
+   * @throws CliError / FileError when `file` is an input, not a regular file, or cannot be written
    */
-  static async create(file: string, length: number): Promise<NpyF64Writer> {
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(file, 'w');
-    } catch (err) {
-      throw new FileError(file, `cannot write: ${fsProblem(err)}`);
-    }
+  static async create(file: string, length: number, inputs: readonly NamedInput[] = [], flag = 'per-sample'): Promise<NpyF64Writer> {
+    const out = await OutputFile.create(file, flag, inputs);
     const header = npyHeader('<f8', [length]);
     try {
-      await fh.write(header, 0, header.length, 0);
+      await out.handle.write(header, 0, header.length, 0);
     } catch (err) {
-      await fh.close().catch(() => undefined);
+      await out.discard();
       throw new FileError(file, `cannot write: ${fsProblem(err)}`);
     }
-    return new NpyF64Writer(file, fh, length, header.length);
+    return new NpyF64Writer(out, length, header.length);
   }
 
   /**
@@ -396,37 +414,41 @@ export class NpyF64Writer {
     this.position += values.byteLength;
     const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
     this.pending = this.pending.then(async () => {
+      if (this.failure) return;
       let done = 0;
       while (done < bytes.length) {
         try {
-          const { bytesWritten } = await this.fh.write(bytes, done, bytes.length - done, position + done);
+          const { bytesWritten } = await this.out.handle.write(bytes, done, bytes.length - done, position + done);
           done += bytesWritten;
         } catch (err) {
-          throw new FileError(this.file, `write failed: ${fsProblem(err)}`);
+          this.failure = new FileError(this.file, `write failed: ${fsProblem(err)}`);
+          return;
         }
       }
     });
   }
 
-  /** Waits for every queued write. */
+  /** Throws the first failed write, if any (writes run in the background: call between pieces to stop early). */
+  check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits for every queued write; throws the first failed one. */
   async flush(): Promise<void> {
     await this.pending;
+    this.check();
   }
 
-  /** Flushes, checks the count and closes. */
+  /** Flushes, checks the count and renames the file into place. */
   async close(): Promise<void> {
-    try {
-      await this.flush();
-      if (this.written !== this.length) throw new Error(`${this.file}: ${this.written} of ${this.length} values written`);
-    } finally {
-      await this.fh.close().catch(() => undefined);
-    }
+    await this.flush();
+    if (this.written !== this.length) throw new Error(`${this.file}: ${this.written} of ${this.length} values written`);
+    await this.out.commit();
   }
 
-  /** Closes and removes the partial file (after an error or an interruption). */
+  /** Removes the temporary file (after an error or an interruption); the destination is untouched. */
   async discard(): Promise<void> {
-    await this.pending.catch(() => undefined);
-    await this.fh.close().catch(() => undefined);
-    await fsp.unlink(this.file).catch(() => undefined);
+    await this.pending;
+    await this.out.discard();
   }
 }

@@ -2,6 +2,7 @@
  * Output of `kdloss eval`: the text report, the JSON object, and the progress bar.
  * @module
  */
+import { escapeText } from '../util/text';
 import type { EvalSummary, HistogramBin } from './eval';
 
 /** Classes listed in the text report's per-class table (all of them are in the JSON). */
@@ -58,9 +59,10 @@ export function formatText(r: EvalSummary, width = 80): string {
   const T = r.temperature;
   const labelNote = r.labelsKind === null ? '' : r.labelsKind === 'indices' ? ` (${r.labelsDtype} class indices)` : ` (${r.labelsDtype} one-hot rows)`;
   out.push(`kdloss eval: ${fmtInt(r.rows)} rows x ${fmtInt(r.cols)} classes (${r.dtype})`);
-  out.push(`  student   ${r.files.student}`);
-  out.push(`  teacher   ${r.files.teacher}`);
-  out.push(`  labels    ${r.files.labels === null ? '(none)' : r.files.labels + labelNote}`);
+  // File names are the user's: escaped, so that they cannot break the report or drive the terminal.
+  out.push(`  student   ${escapeText(r.files.student)}`);
+  out.push(`  teacher   ${escapeText(r.files.teacher)}`);
+  out.push(`  labels    ${r.files.labels === null ? '(none)' : escapeText(r.files.labels) + labelNote}`);
   out.push(`  T = ${T}, alpha = ${r.alpha}${r.labelsKind === null && r.requestedAlpha !== 1 ? ` (requested ${r.requestedAlpha})` : ''}`);
   const engine = r.backend === 'native' && r.isa !== null ? `native (${r.isa})` : r.backend;
   out.push(`  backend ${engine}, ${r.threads === null ? 'default' : r.threads} threads, chunks of ${fmtInt(r.chunkRows)} rows`);
@@ -117,7 +119,7 @@ export function formatText(r: EvalSummary, width = 80): string {
   if (h.nan > 0) out.push(`  NaN: ${fmtInt(h.nan)} rows (NaN logits; the means above are NaN too)`);
   out.push('');
 
-  const perSample = r.files.perSample === null ? '' : `; per-sample losses written to ${r.files.perSample}`;
+  const perSample = r.files.perSample === null ? '' : `; per-sample losses written to ${escapeText(r.files.perSample)}`;
   out.push(`${fmtInt(r.rows)} rows in ${fmtSeconds(r.seconds)} (${fmtInt(r.rowsPerSecond)} rows/s)${perSample}`);
   return out.join('\n') + '\n';
 }

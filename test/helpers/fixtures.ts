@@ -1,4 +1,4 @@
-// The PyTorch reference fixtures (test/fixtures/*.json, written by tools/gen_fixtures.py): loading,
+// The PyTorch reference fixtures (test/fixtures/*.json, written by test/fixtures/generate.py): loading,
 // decoding, and the tolerance check every reference test uses.
 //
 // Arrays are stored as { dtype, shape, b64 }: base64 of little-endian element bytes. References are
@@ -191,7 +191,7 @@ export function decodeTargets(t: EncodedTargets): Matrix | Int32Array | Uint32Ar
 /**
  * Relative tolerance per input dtype: float64 results must match to 1e-12, float32 results (float32
  * lanes with float64 sums) to 1e-5, both relative to max(|ref|, floor) where the floor is the
- * resolution scale the generator derived for that quantity (see tools/gen_fixtures.py, "Error floors").
+ * resolution scale the generator derived for that quantity (see test/fixtures/generate.py, "Error floors").
  */
 export const TOLERANCE: Record<DTypeName, number> = { float64: 1e-12, float32: 1e-5 };
 

@@ -1,35 +1,13 @@
-// Deterministic random inputs for property-style tests (xorshift32 + Box-Muller).
+// Deterministic random inputs for property-style tests: the library's own seeded generator
+// (lib/util/rng.ts, the one the benchmark uses) with matrix and class-index helpers.
+import * as path from 'path';
 
-/** A seeded generator of uniform and normal numbers. */
-export class Rng {
-  private s: number;
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const rng = require(path.join(ROOT, 'dist', 'util', 'rng.js')) as typeof import('../../dist/util/rng');
 
-  constructor(seed: number) {
-    this.s = seed >>> 0 || 1;
-  }
-
-  /** Uniform in [0, 1). */
-  uniform(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s / 4294967296;
-  }
-
-  /** Normal with mean 0 and standard deviation sigma. */
-  normal(sigma = 1): number {
-    const u = this.uniform() || 1e-12;
-    return sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
-  }
-
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.uniform() * n);
-  }
-
+/** A seeded generator of uniform and normal numbers, matrices and class indices. */
+export class Rng extends rng.Rng {
   /** rows x cols normal matrix as float64 data. */
   matrix(rows: number, cols: number, sigma = 1): { data: Float64Array; rows: number; cols: number } {
     const data = new Float64Array(rows * cols);

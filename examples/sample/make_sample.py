@@ -4,9 +4,9 @@
 Run it from the repository root with Debian's Python (python3-torch, python3-sklearn, python3-numpy),
 not a pyenv / virtualenv python3 that may be first on PATH:
 
-    /usr/bin/python3 tools/make_sample.py            # writes examples/sample/{teacher,student,labels}.npy
-    /usr/bin/python3 tools/make_sample.py --check    # regenerates in memory, fails if a file differs
-    /usr/bin/python3 tools/make_sample.py --report   # only prints the metrics of the stored files
+    /usr/bin/python3 examples/sample/make_sample.py            # writes examples/sample/{teacher,student,labels}.npy
+    /usr/bin/python3 examples/sample/make_sample.py --check    # regenerates in memory, fails if a file differs
+    /usr/bin/python3 examples/sample/make_sample.py --report   # only prints the metrics of the stored files
 
 What it does
 ------------
@@ -56,7 +56,7 @@ SPLIT_STATE = 0
 TEST_SIZE = 1 / 3
 T = 4.0
 ALPHA = 0.7
-OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 'examples', 'sample')
+OUT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def mlp(sizes, gen):
