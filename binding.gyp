@@ -1,18 +1,20 @@
-# node-gyp build of the addon. Sources and flags come from native/sources.json (read through
-# tools/gyp-sources.js), the same list CMakeLists.txt reads, so the two builds cannot drift.
+# node-gyp build of the addon. Sources and flags are the variables of native/sources.gypi, the list
+# CMakeLists.txt reads too (test/package-sources.test.ts checks that both builds compile the same
+# files into the same pieces).
 #
 # Each SIMD variant of the target architecture is its own static library compiled with only its own
 # flags (plus the common cflags and -fPIC), so no other code is built with AVX or AVX-512 enabled; the
 # addon links them and gets their KD_HAVE_* defines, which tell dispatch.cc they are there.
 {
+  "includes": ["native/sources.gypi"],
   "target_defaults": {
-    "defines": ["NAPI_VERSION=8"],
-    "cflags": ["<!@(node tools/gyp-sources.js cflags)"],
-    "cflags_cc": ["<!@(node tools/gyp-sources.js cflags)", "-std=c++17"],
+    "defines": ["NAPI_VERSION=8", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
+    "cflags": ["<@(kd_cflags)"],
+    "cflags_cc": ["<@(kd_cflags)", "-std=c++17"],
     "cflags!": ["-O2"],
     "cflags_cc!": ["-O2"],
     "xcode_settings": {
-      "OTHER_CPLUSPLUSFLAGS": ["<!@(node tools/gyp-sources.js cflags)", "-std=c++17"]
+      "OTHER_CPLUSPLUSFLAGS": ["<@(kd_cflags)", "-std=c++17"]
     }
   },
   "conditions": [
@@ -21,20 +23,16 @@
         {
           "target_name": "kd_isa_avx2",
           "type": "static_library",
-          "sources": ["<!@(node tools/gyp-sources.js isa x64 avx2 sources)"],
-          "cflags": ["<!@(node tools/gyp-sources.js isa x64 avx2 flags)", "-fPIC"],
-          "xcode_settings": {
-            "OTHER_CPLUSPLUSFLAGS": ["<!@(node tools/gyp-sources.js isa x64 avx2 flags)"]
-          }
+          "sources": ["<@(kd_isa_avx2_sources)"],
+          "cflags": ["<@(kd_isa_avx2_flags)", "-fPIC"],
+          "xcode_settings": {"OTHER_CPLUSPLUSFLAGS": ["<@(kd_isa_avx2_flags)"]}
         },
         {
           "target_name": "kd_isa_avx512",
           "type": "static_library",
-          "sources": ["<!@(node tools/gyp-sources.js isa x64 avx512 sources)"],
-          "cflags": ["<!@(node tools/gyp-sources.js isa x64 avx512 flags)", "-fPIC"],
-          "xcode_settings": {
-            "OTHER_CPLUSPLUSFLAGS": ["<!@(node tools/gyp-sources.js isa x64 avx512 flags)"]
-          }
+          "sources": ["<@(kd_isa_avx512_sources)"],
+          "cflags": ["<@(kd_isa_avx512_flags)", "-fPIC"],
+          "xcode_settings": {"OTHER_CPLUSPLUSFLAGS": ["<@(kd_isa_avx512_flags)"]}
         }
       ]
     }],
@@ -43,8 +41,8 @@
         {
           "target_name": "kd_isa_neon",
           "type": "static_library",
-          "sources": ["<!@(node tools/gyp-sources.js isa arm64 neon sources)"],
-          "cflags": ["<!@(node tools/gyp-sources.js isa arm64 neon flags)", "-fPIC"]
+          "sources": ["<@(kd_isa_neon_sources)"],
+          "cflags": ["<@(kd_isa_neon_flags)", "-fPIC"]
         }
       ]
     }]
@@ -52,24 +50,18 @@
   "targets": [
     {
       "target_name": "kdloss",
-      "sources": [
-        "<!@(node tools/gyp-sources.js addon)",
-        "<!@(node tools/gyp-sources.js core)"
-      ],
+      "sources": ["<@(kd_addon_sources)", "<@(kd_core_sources)"],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
       "conditions": [
         ["target_arch=='x64'", {
           "dependencies": ["kd_isa_avx2", "kd_isa_avx512"],
-          "defines": [
-            "<!@(node tools/gyp-sources.js isa x64 avx2 define)",
-            "<!@(node tools/gyp-sources.js isa x64 avx512 define)"
-          ]
+          "defines": ["<(kd_isa_avx2_define)", "<(kd_isa_avx512_define)"]
         }],
         ["target_arch=='arm64'", {
           "dependencies": ["kd_isa_neon"],
-          "defines": ["<!@(node tools/gyp-sources.js isa arm64 neon define)"]
+          "defines": ["<(kd_isa_neon_define)"]
         }]
       ]
     }

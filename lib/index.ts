@@ -26,7 +26,16 @@ export function isa(): string | null {
 }
 
 /** What this CPU offers and which variants this build contains, or null without the addon. */
-export function capabilities(): { avx2: boolean; avx512: boolean; neon: boolean; compiled: string[] } | null {
+export function capabilities(): {
+  /** The CPU and OS run the AVX2 (with FMA) kernels. */
+  avx2: boolean;
+  /** The CPU and OS run the AVX-512 (F, DQ, BW, VL) kernels. */
+  avx512: boolean;
+  /** The CPU runs the NEON kernels. */
+  neon: boolean;
+  /** Variants compiled into this build, best first. */
+  compiled: string[];
+} | null {
   const info = nativeInfo();
   return info ? { ...info.capabilities, compiled: info.compiled } : null;
 }

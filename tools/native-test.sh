@@ -38,7 +38,7 @@ case "$mode" in
         exit 1
       fi
     done
-    cfg="-DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=tools/aarch64-linux-gnu.cmake"
+    cfg="-DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake"
     run="qemu-aarch64 -L /usr/aarch64-linux-gnu"
     # Emulation is ~10-50x slower (and long double is software quad precision on aarch64).
     set -- --quick "$@"

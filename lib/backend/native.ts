@@ -1,9 +1,9 @@
 /**
  * The native backend: hands validated jobs to the N-API addon in its call convention,
- * entry(params, async, ...buffers) (native/addon/layout.json, mirrored in ./layout.ts).
+ * entry(params, async, ...buffers) (native/addon/layout.json, mirrored in ./layout.ts); ./load finds
+ * and loads the addon.
  * @module
  */
-import * as path from 'path';
 import { types } from 'util';
 import { markAsUntransferable } from 'worker_threads';
 import { fromNative } from '../errors';
@@ -50,17 +50,6 @@ export interface Addon {
   info(): NativeInfo;
   /** Element-wise exp/log into output, or the sum of input ('sum'; output ignored). */
   vecmath(op: 'exp' | 'log' | 'sum', input: Float32Array | Float64Array, output: Float32Array | Float64Array | null): number | undefined;
-}
-
-/** Path of the addon: KDLOSS_ADDON if set, else the node-gyp build next to the package. */
-export function addonPath(): string {
-  return process.env.KDLOSS_ADDON || path.join(__dirname, '..', '..', 'build', 'Release', 'kdloss.node');
-}
-
-/** Loads the addon; throws whatever loading throws (missing file, unusable KDLOSS_ISA, ...). */
-export function loadAddon(): Addon {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(addonPath()) as Addon;
 }
 
 const resizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { addonPath } from '../backend/load';
 import type { DType } from '../matrix';
 import { toJsonText } from '../util/json';
 import { PACKAGE_ROOT, packageVersion } from '../util/package';
@@ -99,10 +100,10 @@ function gitCommit(): string | null {
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
-/** When the addon was built (mtime of build/Release/kdloss.node), or null. */
+/** When the addon in use was built (mtime of its file: a local build or the prebuild), or null. */
 function addonBuilt(): string | null {
   try {
-    return fs.statSync(process.env.KDLOSS_ADDON || path.join(PACKAGE_ROOT, 'build', 'Release', 'kdloss.node')).mtime.toISOString();
+    return fs.statSync(addonPath()).mtime.toISOString();
   } catch {
     return null;
   }

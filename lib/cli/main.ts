@@ -52,8 +52,8 @@ Options:
 
 Inputs must be regular files (not FIFOs or devices). A progress bar is drawn on stderr when it is a
 terminal. Ctrl-C stops cleanly (exit code 130; SIGTERM 143, SIGHUP 129), leaving no partial output.
-Environment: KDLOSS_BACKEND=native|js selects the backend, KDLOSS_ISA=scalar|avx2|avx512|neon the
-kernel variant.
+Environment: KDLOSS_BACKEND=js selects the TypeScript backend, KDLOSS_BACKEND=native requires the
+native one (an error if it is missing), KDLOSS_ISA=scalar|avx2|avx512|neon the kernel variant.
 `;
 
 /** Parses a number flag. */

@@ -157,7 +157,15 @@ class KdAddon : public Napi::Addon<KdAddon> {
       a.Resolve();
       return Op(a, self->context_);
     } catch (const Napi::Error& e) {
-      e.ThrowAsJavaScriptException();
+      // In an environment being torn down (a worker_thread terminating) nothing can be thrown into
+      // JS any more, and nothing may leave this C callback: the exception is dropped.
+      try {
+        e.ThrowAsJavaScriptException();
+      } catch (...) {
+      }
+      return nullptr;
+    } catch (...) {
+      napi_throw_error(env, nullptr, "kdloss: unexpected native exception");
       return nullptr;
     }
   }

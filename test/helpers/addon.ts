@@ -21,7 +21,9 @@ export function rawAddon(): RawAddon | null {
   if (capabilities() === null) return null;
   const root = path.dirname(require.resolve('kdloss/package.json'));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(process.env.KDLOSS_ADDON || path.join(root, 'build', 'Release', 'kdloss.node')) as RawAddon;
+  const { addonPath } = require(path.join(root, 'dist', 'backend', 'load.js')) as { addonPath(): string };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(addonPath()) as RawAddon;
 }
 
 /** kd params: T = 2, the logits cross-entropy when there are targets, 'mean'. */

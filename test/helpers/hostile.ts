@@ -174,8 +174,28 @@ async function wasmGrow(): Promise<void> {
   if (got !== expected) throw new Error(`got ${got}, expected ${expected}`);
 }
 
+/**
+ * Starts workers that run async calls back to back and terminates each at a varying moment: whatever a
+ * call is doing when its environment goes away (converting its arguments, computing, settling), the
+ * process carries on.
+ */
+async function workersTerminated(): Promise<void> {
+  const code = `const kd = require(${JSON.stringify(require.resolve('kdloss'))});
+    const m = (v) => ({ data: new Float32Array(16 * 8192).fill(v), rows: 16, cols: 8192 });
+    const s = m(1), t = m(2), y = new Int32Array(16), loss = new kd.DistillationLoss(2, 0.5);
+    require('worker_threads').parentPort.postMessage(0);
+    (async () => { for (;;) await loss.forwardAsync(s, t, y, { threads: 2 }); })();`;
+  for (let i = 0; i < 120; i++) {
+    const w = new Worker(code, { eval: true });
+    await new Promise((resolve) => w.once('message', resolve));
+    await sleep(i % 20);
+    await w.terminate();
+  }
+}
+
 const scenarios: Record<string, () => Promise<void>> = {
   'wasm-grow': wasmGrow,
+  'workers-terminated': workersTerminated,
   abort: abortThenQuiet,
   resize: resizeInFlight,
   'js-detached': jsDetached,

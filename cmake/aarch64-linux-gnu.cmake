@@ -3,7 +3,7 @@
 #   qemu-aarch64 -L /usr/aarch64-linux-gnu <program>
 # which is also set as CMAKE_CROSSCOMPILING_EMULATOR, so ctest runs them the same way.
 #
-#   cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=tools/aarch64-linux-gnu.cmake
+#   cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 
