@@ -10,8 +10,13 @@ describe('kdloss CLI: usage', () => {
     expect(top.stdout).to.include('eval');
     const ev = await runCli(['eval', '--help']);
     expect(ev.code).to.equal(0);
-    for (const flag of ['--student', '--teacher', '--labels', '--temperature', '--alpha', '--per-sample', '--json', '--threads', '--chunk-rows']) {
+    for (const flag of ['--student', '--teacher', '--labels', '--student-key', '--teacher-key', '--labels-key', '--ignore-index', '--shard', '--temperature', '--alpha', '--per-sample', '--json', '--threads', '--chunk-rows']) {
       expect(ev.stdout).to.include(flag);
+    }
+    for (const args of [['merge', '--help'], ['help', 'merge']]) {
+      const m = await runCli(args);
+      expect(m.code).to.equal(0);
+      expect(m.stdout).to.match(/^Usage: kdloss merge \[--json\] REPORT\.json\.\.\./);
     }
     const v = await runCli(['--version']);
     expect(v.stdout).to.match(/^kdloss \d+\.\d+\.\d+/);
@@ -35,6 +40,13 @@ describe('kdloss CLI: usage', () => {
     ['--threads 0', ['eval', '--student', 'a', '--teacher', 'b', '--threads', '0'], /--threads: expected an integer/],
     ['--chunk-rows 2.5', ['eval', '--student', 'a', '--teacher', 'b', '--chunk-rows', '2.5'], /--chunk-rows: expected an integer/],
     ['a missing option value', ['eval', '--student'], /--student/],
+    ['--shard 0/4', ['eval', '--student', 'a', '--teacher', 'b', '--shard', '0/4'], /--shard: expected i\/n with 1 <= i <= n <= 1048576 \(e\.g\. 1\/4, then 2\/4, 3\/4, 4\/4\), got '0\/4'/],
+    ['--shard 5/4', ['eval', '--student', 'a', '--teacher', 'b', '--shard', '5/4'], /--shard: .* got '5\/4'/],
+    ['--shard 1-4', ['eval', '--student', 'a', '--teacher', 'b', '--shard', '1-4'], /--shard: .* got '1-4'/],
+    ['--ignore-index 1.5', ['eval', '--student', 'a', '--teacher', 'b', '--ignore-index', '1.5'], /--ignore-index: expected an integer/],
+    ['--labels-key without --labels', ['eval', '--student', 'a', '--teacher', 'b', '--labels-key', 'y'], /--labels-key: needs --labels FILE/],
+    ['merge without reports', ['merge'], /merge: give the --json reports of the shards/],
+    ['merge with an unknown option', ['merge', '--text', 'a.json'], /merge: Unknown option '--text'/],
   ];
   const usageResults = new Map<string, Promise<CliResult>>();
   before(() => {

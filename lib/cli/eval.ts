@@ -1,33 +1,47 @@
 /**
  * `kdloss eval`: reads the student/teacher logits (and optional labels) in chunks (chunks.ts),
  * computes each chunk with {@link DistillationLoss.forwardAsync} while the next one is read, adds the
- * chunk's rows to an {@link EvalAccumulator} and writes the per-sample losses as they come.
+ * chunk's rows to an {@link EvalAccumulator} and writes the per-sample losses as they come. 16-bit
+ * logits go to the library as they are stored (`{ data: Uint16Array, rows, cols, dtype }`).
  * @module
  */
 import { setTimeout as sleep } from 'timers/promises';
-import { DistillationLoss, getBackend, isa } from '../index';
-import type { DType } from '../matrix';
-import { EvalAccumulator, type ClassTotals } from './accumulator';
-import { ChunkReader, closeInputs, type EvalInputs, type LabelsKind, openInputs } from './chunks';
+import { CrossEntropyLoss, DistillationLoss, getBackend, isa, type Matrix } from '../index';
+import { EvalAccumulator } from './accumulator';
+import { ChunkReader, closeInputs, type EvalInputs, type LogitsArray, openInputs } from './chunks';
 import { InterruptedError, STOP_SIGNALS } from './errors';
-import type { KlHistogram } from './histogram';
 import { NpyF64Writer } from './npy';
+import { shardRange, type ShardSpec } from './shards';
+import type { ArraySource, InputFile, LogitsType } from './source';
+import { type EvalInputsInfo, type EvalSettings, type EvalSummary, type InputInfo, type ShardInfo, summarize } from './summary';
 
 export type { ClassTotals } from './accumulator';
 export type { HistogramBin, KlHistogram } from './histogram';
+export type { EvalSummary } from './summary';
+
+/** The ignore index when none is given (PyTorch's and the library's). */
+export const DEFAULT_IGNORE_INDEX = -100;
 
 /** What `kdloss eval` is asked to do. */
 export interface EvalConfig {
-  /** Student logits: 2-D float32/float64 .npy. */
+  /** Student logits: .npy or safetensors, float, rank >= 2 (the last axis is the classes). */
   student: string;
-  /** Teacher logits: same shape and dtype. */
+  /** Teacher logits: same rows, classes and dtype. */
   teacher: string;
-  /** Optional labels: 1-D integer class indices, or a one-hot float matrix of the logits' shape. */
+  /** Optional labels: integer class indices of the logits' leading shape, or one-hot rows. */
   labels?: string;
+  /** The tensors of safetensors files (default: the file's only tensor). */
+  studentKey?: string;
+  teacherKey?: string;
+  labelsKey?: string;
   temperature: number;
   /** Weight of the soft term; forced to 1 without labels. */
   alpha: number;
-  /** Where to write each row's loss as a 1-D float64 .npy. */
+  /** Labels equal to it leave their row out of everything (default {@link DEFAULT_IGNORE_INDEX}). */
+  ignoreIndex?: number;
+  /** Evaluate only this shard's rows (default: every row). */
+  shard?: ShardSpec;
+  /** Where to write each row's loss as a 1-D float64 .npy (the shard's rows). */
   perSample?: string;
   /** Threads per chunk (default: the library's default for async calls). */
   threads?: number;
@@ -44,44 +58,6 @@ export interface EvalConfig {
   onStart?: (info: { rows: number; cols: number; dtype: string; chunkRows: number }) => void;
 }
 
-/** The outcome of an evaluation. */
-export interface EvalSummary {
-  files: { student: string; teacher: string; labels: string | null; perSample: string | null };
-  rows: number;
-  cols: number;
-  dtype: DType;
-  /** 'indices' (1-D integers), 'one-hot' (float matrix) or null without labels. */
-  labelsKind: LabelsKind | null;
-  labelsDtype: string | null;
-  temperature: number;
-  /** The alpha the loss was computed with (1 without labels). */
-  alpha: number;
-  /** The alpha given on the command line. */
-  requestedAlpha: number;
-  /** alpha * T^2 * soft + (1 - alpha) * hard: the library's mean loss over all rows. */
-  loss: number;
-  /** Mean per-row KL(p_t || p_s) at T, unweighted (the library's `soft`). */
-  soft: number;
-  /** Mean per-row cross-entropy of the student against the labels (null without labels). */
-  hard: number | null;
-  /** Fraction of rows where student and teacher top-1 classes agree. */
-  agreement: number;
-  agreementCount: number;
-  studentAccuracy: number | null;
-  teacherAccuracy: number | null;
-  studentCorrect: number | null;
-  teacherCorrect: number | null;
-  perClass: ClassTotals[] | null;
-  klHistogram: KlHistogram;
-  seconds: number;
-  rowsPerSecond: number;
-  chunkRows: number;
-  /** Threads per chunk as requested (null: the library's default). */
-  threads: number | null;
-  backend: string;
-  isa: string | null;
-}
-
 /** Default chunk size per input, in bytes. */
 export const DEFAULT_CHUNK_BYTES = 2 << 20;
 /** Default upper bound of rows per chunk. */
@@ -96,40 +72,24 @@ function isAbort(err: unknown): boolean {
   return (err as { name?: string })?.name === 'AbortError' || (err as { code?: string })?.code === 'ABORT_ERR';
 }
 
-/** The summary of an accumulated evaluation (loss from the library's formula alpha T^2 soft + (1 - alpha) hard). */
-function summarize(config: EvalConfig, inputs: EvalInputs, acc: EvalAccumulator, alpha: number, seconds: number, chunkRows: number): EvalSummary {
-  const t = acc.totals();
-  const T = config.temperature;
-  const rows = t.rows;
-  const hasLabels = t.hard !== null;
-  const loss = alpha * T * T * t.soft + (hasLabels ? (1 - alpha) * t.hard! : 0);
+/** A chunk of logits as the library takes it: 16-bit formats with their dtype. */
+function matrixOf(data: LogitsArray, rows: number, cols: number, dtype: LogitsType): Matrix {
+  if (dtype === 'float32' || dtype === 'float64') return { data: data as Float32Array | Float64Array, rows, cols };
+  return { data, rows, cols, dtype } as unknown as Matrix;
+}
+
+/** What identifies the inputs in the JSON report. */
+async function describeInputs(inputs: EvalInputs): Promise<EvalInputsInfo> {
+  const prints = new Map<InputFile, Promise<string>>();
+  const info = async (file: InputFile, a: ArraySource): Promise<InputInfo> => {
+    if (!prints.has(file)) prints.set(file, file.fingerprint());
+    return { file: a.file, format: a.format, key: a.key, shape: [...a.shape], dtype: a.dtype!, bytes: file.size, fingerprint: await prints.get(file)! };
+  };
+  const { fileOf } = inputs;
   return {
-    files: { student: config.student, teacher: config.teacher, labels: config.labels ?? null, perSample: config.perSample ?? null },
-    rows,
-    cols: inputs.cols,
-    dtype: inputs.dtype,
-    labelsKind: inputs.labelsKind,
-    labelsDtype: inputs.labels ? inputs.labels.dtype : null,
-    temperature: T,
-    alpha,
-    requestedAlpha: config.alpha,
-    loss,
-    soft: t.soft,
-    hard: t.hard,
-    agreement: t.agreementCount / rows,
-    agreementCount: t.agreementCount,
-    studentAccuracy: hasLabels ? t.studentCorrect! / rows : null,
-    teacherAccuracy: hasLabels ? t.teacherCorrect! / rows : null,
-    studentCorrect: t.studentCorrect,
-    teacherCorrect: t.teacherCorrect,
-    perClass: t.perClass,
-    klHistogram: t.klHistogram,
-    seconds,
-    rowsPerSecond: seconds > 0 ? rows / seconds : rows,
-    chunkRows,
-    threads: config.threads ?? null,
-    backend: getBackend(),
-    isa: getBackend() === 'native' ? isa() : null,
+    student: await info(fileOf.student, inputs.student.array),
+    teacher: await info(fileOf.teacher, inputs.teacher.array),
+    labels: inputs.labels && fileOf.labels ? await info(fileOf.labels, inputs.labels.array) : null,
   };
 }
 
@@ -146,39 +106,46 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
   const inputs = await openInputs(config);
   let writer: NpyF64Writer | null = null;
   try {
-    const { rows, cols } = inputs;
+    const { rows, cols, dtype } = inputs;
     const hasLabels = inputs.labels !== null;
     const T = config.temperature;
     const alpha = hasLabels ? config.alpha : 1;
-    const kd = new DistillationLoss(T, alpha);
+    const ignoreIndex = hasLabels ? (config.ignoreIndex ?? DEFAULT_IGNORE_INDEX) : null;
+    // Without labels the hard term is left out of everything: class 0 stands in for every label,
+    // and no row is ignored.
+    const kd = new DistillationLoss(T, alpha, new CrossEntropyLoss({ ignoreIndex: ignoreIndex ?? DEFAULT_IGNORE_INDEX }));
     const softWeight = alpha * T * T;
-    const chunkRows = Math.min(rows, config.chunkRows ?? defaultChunkRows(inputs.student.rowBytes));
-    const reader = new ChunkReader(inputs, chunkRows, config.chunkRows !== undefined);
-    // Without labels the hard term is left out of everything: any class index will do.
+    const shard = config.shard;
+    const { start, end } = shard ? shardRange(rows, shard.index, shard.count) : { start: 0, end: rows };
+    const count = end - start;
+    const chunkRows = Math.max(1, Math.min(count, config.chunkRows ?? defaultChunkRows(inputs.student.rowBytes)));
+    const reader = count > 0 ? new ChunkReader(inputs, chunkRows, { given: config.chunkRows !== undefined, start, end, ignoreIndex }) : null;
     const noLabels = hasLabels ? null : new Int32Array(chunkRows);
-    const acc = new EvalAccumulator(cols, hasLabels);
+    const acc = new EvalAccumulator(cols, hasLabels, ignoreIndex);
+    const described = describeInputs(inputs);
+    described.catch(() => undefined); // awaited below; not unhandled while the rows are read
 
     if (config.perSample !== undefined) {
       const named = (['student', 'teacher', 'labels'] as const).flatMap((flag) => {
         const source = inputs[flag];
-        return source ? [{ flag, file: source.file, identity: source.identity }] : [];
+        return source ? [{ flag, file: source.array.file, identity: source.array.identity }] : [];
       });
-      writer = await NpyF64Writer.create(config.perSample, rows, named);
+      writer = await NpyF64Writer.create(config.perSample, count, named);
     }
-    config.onStart?.({ rows, cols, dtype: inputs.dtype, chunkRows });
+    config.onStart?.({ rows: count, cols, dtype, chunkRows });
     const testDelay = Number(process.env.KDLOSS_CLI_TEST_DELAY_MS) || 0; // tests: slows each chunk down
 
-    const start = performance.now();
+    const t0 = performance.now();
     if (signal?.aborted) throw interrupted();
     try {
-      for await (const chunk of reader.chunks()) {
+      for await (const chunk of reader?.chunks() ?? []) {
         if (signal?.aborted) throw interrupted();
         const n = chunk.rows;
         let res;
         try {
           res = await kd.forwardAsync(
-            { data: chunk.student, rows: n, cols },
-            { data: chunk.teacher, rows: n, cols },
+            matrixOf(chunk.student, n, cols, dtype),
+            matrixOf(chunk.teacher, n, cols, dtype),
             chunk.labels ?? noLabels!.subarray(0, n),
             { reduction: 'none', argmax: true, threads: config.threads, signal },
           );
@@ -199,7 +166,7 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
           writer.write(hasLabels ? res.perSample! : res.perSampleSoft!.map((v) => softWeight * v));
         }
         done += n;
-        config.onProgress?.(done, rows);
+        config.onProgress?.(done, count);
         if (testDelay > 0) {
           try {
             await sleep(testDelay, undefined, { signal });
@@ -213,11 +180,31 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
       if (signal?.aborted && !(err instanceof InterruptedError)) throw interrupted();
       throw err;
     }
+    const seconds = (performance.now() - t0) / 1000;
     if (writer) {
       await writer.close();
       writer = null;
     }
-    return summarize(config, inputs, acc, alpha, (performance.now() - start) / 1000, chunkRows);
+    const info = await described;
+    const settings: EvalSettings = {
+      temperature: T,
+      alpha,
+      requestedAlpha: config.alpha,
+      ignoreIndex,
+      cols,
+      dtype,
+      labels: inputs.labels ? { kind: inputs.labelsKind!, dtype: inputs.labels.array.dtype! } : null,
+    };
+    const shardInfo: ShardInfo | null = shard ? { index: shard.index, count: shard.count, rowStart: start, rowEnd: end, totalRows: rows } : null;
+    return summarize(settings, info, shardInfo, acc, {
+      seconds,
+      chunkRows,
+      threads: config.threads ?? null,
+      backend: getBackend(),
+      isa: getBackend() === 'native' ? isa() : null,
+      perSample: config.perSample ?? null,
+      merged: null,
+    });
   } catch (err) {
     if (writer) await writer.discard();
     throw err;

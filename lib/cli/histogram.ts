@@ -105,20 +105,35 @@ export class LogHistogram {
    * @throws Error when the state's binning is not this build's or a bin index is out of range
    */
   static fromState(s: LogHistogramState): LogHistogram {
+    if (typeof s !== 'object' || s === null) throw new TypeError('histogram: expected an object');
     if (s.perDecade !== LogHistogram.PER_DECADE || s.loExp !== LogHistogram.LO_EXP || s.hiExp !== LogHistogram.HI_EXP) {
       throw new Error(`histogram binning ${s.perDecade} per decade over [1e${s.loExp}, 1e${s.hiExp}) is not this version's`);
     }
+    const count = (v: unknown, what: string): number => {
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new TypeError(`histogram ${what}: expected a count`);
+      return v;
+    };
     const h = new LogHistogram();
-    for (const [i, c] of s.counts) {
-      if (!Number.isInteger(i) || i < 0 || i >= h.counts.length) throw new Error(`histogram bin ${i} out of range`);
-      h.counts[i] += c;
+    if (!Array.isArray(s.counts)) throw new TypeError('histogram counts: expected an array of [bin, count]');
+    for (const pair of s.counts) {
+      if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError('histogram counts: expected [bin, count] pairs');
+      const [i, c] = pair;
+      if (!Number.isInteger(i) || i < 0 || i >= h.counts.length) throw new Error(`histogram bin ${String(i).slice(0, 40)} out of range`);
+      h.counts[i] += count(c, `bin ${i}`);
     }
-    h.under = s.under;
-    h.over = s.over;
-    h.nan = s.nan;
+    h.under = count(s.under, 'under');
+    h.over = count(s.over, 'over');
+    h.nan = count(s.nan, 'nan');
     h.min = fromJsonNumber(s.min);
     h.max = fromJsonNumber(s.max);
     return h;
+  }
+
+  /** Values added (NaN included). */
+  get total(): number {
+    let t = this.under + this.over + this.nan;
+    for (const c of this.counts) t += c;
+    return t;
   }
 
   private edge(i: number): number {

@@ -1,5 +1,5 @@
 /**
- * The `kdloss` command line: argument parsing, help texts, error reporting and exit codes
+ * The `kdloss` command line: argument parsing, error reporting and exit codes
  * (0 ok, 2 bad input or usage, 130 interrupted, 1 internal error).
  * @module
  */
@@ -9,52 +9,8 @@ import { packageVersion } from '../util/package';
 import { escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
 import { CliError, EXIT_INPUT, fsProblem, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
-
-const USAGE = `Usage: kdloss <command> [options]
-
-Commands:
-  eval     Evaluate distillation from .npy logits: KD loss, its KL and CE terms, teacher/student
-           top-1 agreement, accuracies, a per-class table and a histogram of per-sample KL
-  bench    Benchmark the kernels on this machine (results in ./kdloss-bench/)
-
-Options:
-  -h, --help       Show this help; kdloss <command> --help shows a command's options
-  -v, --version    Print the version
-
-Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP).
-`;
-
-const EVAL_USAGE = `Usage: kdloss eval --student S.npy --teacher T.npy [--labels Y.npy] [options]
-
-Streams student and teacher logits from NumPy .npy files in row chunks (memory stays bounded by the
-chunk size) and reports the distillation loss
-  alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(softmax(s), labels)
-(means over rows, as DistillationLoss.forward computes it), its two terms, teacher/student top-1
-agreement, student and teacher accuracy, a per-class table, a histogram of per-sample KL and the
-throughput.
-
-Options:
-  --student FILE       student logits: 2-D (rows, classes), float32 or float64, little-endian, C order
-  --teacher FILE       teacher logits: same shape and dtype as the student's
-  --labels FILE        class indices (1-D, int32 or int64; any integer dtype) or one-hot rows (float32
-                       or float64, the logits' shape). Without labels only the soft term is defined:
-                       alpha is taken as 1 and accuracies are not reported
-  --temperature T      softening temperature, > 0 (default 4)
-  --alpha A            weight of the soft term, in [0, 1] (default 0.7)
-  --per-sample FILE    write each row's loss as a 1-D float64 .npy (through a temporary file in FILE's
-                       directory, renamed into place once complete; FILE may not be an input)
-  --json               print one JSON object instead of the text report. Non-finite numbers are
-                       the strings "NaN", "Infinity" and "-Infinity"; null means "not defined"
-                       (e.g. the hard term without labels)
-  --threads N          threads per chunk (default: all cores for large chunks)
-  --chunk-rows N       rows per chunk (default: about 2 MB per input, at most 65536)
-  -h, --help           show this help
-
-Inputs must be regular files (not FIFOs or devices). A progress bar is drawn on stderr when it is a
-terminal. Ctrl-C stops cleanly (exit code 130; SIGTERM 143, SIGHUP 129), leaving no partial output.
-Environment: KDLOSS_BACKEND=js selects the TypeScript backend, KDLOSS_BACKEND=native requires the
-native one (an error if it is missing), KDLOSS_ISA=scalar|avx2|avx512|neon the kernel variant.
-`;
+import { parseShard } from './shards';
+import { EVAL_USAGE, MERGE_USAGE, USAGE } from './usage';
 
 /** Parses a number flag. */
 function numberFlag(name: string, v: string | undefined, fallback: number, check: (x: number) => boolean, expected: string): number {
@@ -74,17 +30,39 @@ interface Io {
   stderr: NodeJS.WriteStream;
 }
 
+/**
+ * The arguments with a negative number after a flag that takes one joined to it (`--ignore-index
+ * -100` as `--ignore-index=-100`): parseArgs takes any word starting with '-' for an option.
+ */
+export function joinNegativeValues(argv: string[], flags: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (flags.includes(argv[i]) && i + 1 < argv.length && /^-\d/.test(argv[i + 1])) {
+      out.push(`${argv[i]}=${argv[i + 1]}`);
+      i++;
+    } else {
+      out.push(argv[i]);
+    }
+  }
+  return out;
+}
+
 async function runEval(argv: string[], io: Io): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv, ['--ignore-index', '--temperature', '--alpha']),
       strict: true,
       allowPositionals: false,
       options: {
         student: { type: 'string' },
         teacher: { type: 'string' },
         labels: { type: 'string' },
+        'student-key': { type: 'string' },
+        'teacher-key': { type: 'string' },
+        'labels-key': { type: 'string' },
+        'ignore-index': { type: 'string' },
+        shard: { type: 'string' },
         temperature: { type: 'string' },
         alpha: { type: 'string' },
         'per-sample': { type: 'string' },
@@ -113,6 +91,9 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   const threads = intFlag('threads', str('threads'), 1, 1024);
   const chunkRows = intFlag('chunk-rows', str('chunk-rows'), 1, 1 << 24);
   const perSample = str('per-sample');
+  const ignoreIndex = intFlag('ignore-index', str('ignore-index'), -(2 ** 31), 2 ** 31 - 1);
+  const shard = str('shard') === undefined ? undefined : parseShard(str('shard')!);
+  if (str('labels-key') !== undefined && str('labels') === undefined) throw new UsageError('--labels-key: needs --labels FILE');
 
   // Loaded here so that a failure to load the library (e.g. a bad KDLOSS_ISA) is reported like any error.
   const { evaluate } = await import('./eval');
@@ -137,6 +118,11 @@ async function runEval(argv: string[], io: Io): Promise<number> {
       student: str('student')!,
       teacher: str('teacher')!,
       labels: str('labels'),
+      studentKey: str('student-key'),
+      teacherKey: str('teacher-key'),
+      labelsKey: str('labels-key'),
+      ignoreIndex,
+      shard,
       temperature,
       alpha,
       perSample,
@@ -165,6 +151,39 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   }
 }
 
+async function runMerge(argv: string[], io: Io): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (err) {
+    throw new UsageError(`merge: ${parseArgsMessage(err)} (see kdloss merge --help)`);
+  }
+  if (values.help) {
+    io.stdout.write(MERGE_USAGE);
+    return EXIT_OK;
+  }
+  if (positionals.length === 0) throw new UsageError('merge: give the --json reports of the shards (see kdloss merge --help)');
+  const { mergeReports, readReport } = await import('./merge');
+  const { formatText, toJson } = await import('./report');
+  const { toJsonText } = await import('../util/json');
+  const reports = [];
+  for (const file of positionals) reports.push(await readReport(file));
+  const summary = mergeReports(reports);
+  if (values.json) {
+    io.stdout.write(`${toJsonText(toJson(summary, peakRssBytes()))}\n`);
+  } else {
+    const width = io.stdout.isTTY ? io.stdout.columns || 80 : 80;
+    io.stdout.write(formatText(summary, width));
+  }
+  return EXIT_OK;
+}
+
 async function runBench(argv: string[]): Promise<number> {
   let bench: { main(argv: string[]): Promise<number> };
   try {
@@ -190,6 +209,7 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
       case '--help':
       case 'help':
         if (command === 'help' && rest[0] === 'eval') io.stdout.write(EVAL_USAGE);
+        else if (command === 'help' && rest[0] === 'merge') io.stdout.write(MERGE_USAGE);
         else if (command === 'help' && rest[0] === 'bench') return await runBench(['--help']);
         else io.stdout.write(USAGE);
         return EXIT_OK;
@@ -199,6 +219,8 @@ export async function run(argv: string[], io: Io = { stdout: process.stdout, std
         return EXIT_OK;
       case 'eval':
         return await runEval(rest, io);
+      case 'merge':
+        return await runMerge(rest, io);
       case 'bench':
         return await runBench(rest);
       default:

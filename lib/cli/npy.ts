@@ -1,7 +1,7 @@
 /**
  * NumPy .npy files: header parsing (format versions 1.0, 2.0 and 3.0), a streaming row-chunk reader
  * over a file handle, and a streaming float64 writer. Only what `kdloss eval` needs: little-endian
- * (or byte-order-free) float32/float64 and integer arrays in C order.
+ * (or byte-order-free) float16/float32/float64 and integer arrays in C order.
  *
  * Format: the magic `\x93NUMPY`, major and minor version bytes, the header length (uint16 LE in v1,
  * uint32 LE in v2 and v3), then the header: a Python dict literal
@@ -9,11 +9,12 @@
  * padded with spaces and a newline, then the raw data.
  * @module
  */
-import { constants, promises as fsp, type Stats } from 'fs';
+import { promises as fsp, type Stats } from 'fs';
 import * as os from 'os';
-import { FileError, fileKind, fsProblem } from './errors';
+import { FileError, fsProblem } from './errors';
+import { fingerprint, readFully } from './fileio';
 import { type FileIdentity, type NamedInput, OutputFile } from './output';
-import type { ElementType, RowSource } from './source';
+import type { ArraySource, ElementType, InputFile } from './source';
 
 /** Element types the reader supports. */
 export type NpyDType = ElementType;
@@ -40,6 +41,7 @@ const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 const MAX_HEADER = 1 << 20;
 
 const KINDS: Record<string, NpyDType> = {
+  f2: 'float16',
   f4: 'float32',
   f8: 'float64',
   i1: 'int8',
@@ -187,11 +189,11 @@ export function parseNpyHeader(head: Uint8Array, fileSize: number, file: string)
   }
 
   const descr = dict.descr;
-  if (typeof descr !== 'string') throw new FileError(file, 'unsupported dtype: a structured array (expected float32 or float64 logits, or integer labels)');
+  if (typeof descr !== 'string') throw new FileError(file, 'unsupported dtype: a structured array (expected float logits, or integer labels)');
   const m = /^([<>=|]?)([a-zA-Z]\d+)$/.exec(descr);
   const dtype = m ? KINDS[m[2]] : undefined;
   if (!m || dtype === undefined) {
-    throw new FileError(file, `unsupported dtype ${describeDescr(descr)} (expected float32 or float64, or integer labels)`);
+    throw new FileError(file, `unsupported dtype ${describeDescr(descr)} (expected float16, float32 or float64, or integer labels)`);
   }
   const itemsize = Number(m[2].slice(1));
   const order = m[1];
@@ -232,15 +234,10 @@ export function shapeStr(shape: readonly number[]): string {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** An open .npy file read in row chunks (row = all elements after the first axis). */
-export class NpyReader implements RowSource {
-  readonly dtype: NpyDType;
-  readonly typeName: string;
-  readonly itemsize: number;
-  readonly shape: readonly number[];
-  readonly rows: number;
-  readonly rowElements: number;
-  readonly rowBytes: number;
+/** An open .npy file: one array. */
+export class NpyFile implements InputFile {
+  readonly format = 'npy';
+  readonly arrays: readonly ArraySource[];
 
   private constructor(
     /** The file as given on the command line. */
@@ -248,68 +245,47 @@ export class NpyReader implements RowSource {
     private readonly fh: fsp.FileHandle,
     readonly header: NpyHeader,
     readonly identity: FileIdentity,
+    readonly size: number,
   ) {
-    this.dtype = header.dtype;
-    this.typeName = describeDescr(header.descr);
-    this.itemsize = header.itemsize;
-    this.shape = header.shape;
-    this.rows = header.shape.length === 0 ? 1 : header.shape[0];
-    this.rowElements = header.shape.slice(1).reduce((a, b) => a * b, 1);
-    this.rowBytes = this.rowElements * header.itemsize;
+    const dataOffset = header.dataOffset;
+    this.arrays = [
+      {
+        file,
+        format: 'npy',
+        key: null,
+        dtype: header.dtype,
+        typeName: describeDescr(header.descr),
+        itemsize: header.itemsize,
+        shape: header.shape,
+        size: header.size,
+        identity,
+        read: (offset, dst) => readFully(fh, dst, dataOffset + offset, file),
+      },
+    ];
   }
 
   /**
-   * Opens a file and parses its header.
-   * @throws FileError for a missing or unreadable file and every header problem
+   * Parses the header of a file {@link openInput} found to start with the .npy magic.
+   * @param prefix the file's first bytes (at least 12, or the whole file if shorter)
+   * @throws FileError for every header problem
    */
-  static async open(file: string): Promise<NpyReader> {
-    // Only regular files: opening a FIFO blocks until a writer comes, a device or socket never ends or
-    // fails. Checked before open, and again on the open file (O_NONBLOCK: a FIFO put there in between
-    // opens at once instead of blocking, and is refused).
-    let before: Stats;
-    try {
-      before = await fsp.stat(file);
-    } catch (err) {
-      throw new FileError(file, fsProblem(err));
-    }
-    if (!before.isFile()) throw new FileError(file, `not a regular file (${fileKind(before)})`);
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-    } catch (err) {
-      throw new FileError(file, fsProblem(err));
-    }
-    try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new FileError(file, `not a regular file (${fileKind(st)})`);
-      const prefix = Buffer.alloc(Math.min(st.size, 12));
-      await readFully(fh, prefix, 0, file);
-      let head: Uint8Array = prefix;
-      if (prefix.length >= 10 && prefix.subarray(0, 6).equals(MAGIC)) {
-        const major = prefix[6];
-        const len = major === 1 ? prefix.readUInt16LE(8) : prefix.length >= 12 ? prefix.readUInt32LE(8) : 0;
-        const total = Math.min(st.size, (major === 1 ? 10 : 12) + Math.min(len, MAX_HEADER + 1));
-        if (total > prefix.length) {
-          const full = Buffer.alloc(total);
-          await readFully(fh, full, 0, file);
-          head = full;
-        }
+  static async open(file: string, fh: fsp.FileHandle, st: Stats, prefix: Buffer): Promise<NpyFile> {
+    let head: Uint8Array = prefix;
+    if (prefix.length >= 10 && prefix.subarray(0, 6).equals(MAGIC)) {
+      const major = prefix[6];
+      const len = major === 1 ? prefix.readUInt16LE(8) : prefix.length >= 12 ? prefix.readUInt32LE(8) : 0;
+      const total = Math.min(st.size, (major === 1 ? 10 : 12) + Math.min(len, MAX_HEADER + 1));
+      if (total > prefix.length) {
+        const full = Buffer.alloc(total);
+        await readFully(fh, full, 0, file);
+        head = full;
       }
-      return new NpyReader(file, fh, parseNpyHeader(head, st.size, file), { dev: st.dev, ino: st.ino });
-    } catch (err) {
-      await fh.close().catch(() => undefined);
-      throw err;
     }
+    return new NpyFile(file, fh, parseNpyHeader(head, st.size, file), { dev: st.dev, ino: st.ino }, st.size);
   }
 
-  /**
-   * Reads rows [row, row + n) into `dst` (at least n * rowBytes bytes).
-   * @throws FileError when the file ends early (it was truncated while being read)
-   */
-  async readRows(row: number, n: number, dst: Uint8Array): Promise<void> {
-    const bytes = n * this.rowBytes;
-    const view = Buffer.from(dst.buffer, dst.byteOffset, bytes);
-    await readFully(this.fh, view, this.header.dataOffset + row * this.rowBytes, this.file);
+  fingerprint(): Promise<string> {
+    return fingerprint(this.fh, this.size, this.file);
   }
 
   /** Closes the file handle (idempotent). */
@@ -318,19 +294,9 @@ export class NpyReader implements RowSource {
   }
 }
 
-/** Fills `dst` from `position`, in as many reads as it takes. */
-async function readFully(fh: fsp.FileHandle, dst: Buffer, position: number, file: string): Promise<void> {
-  let done = 0;
-  while (done < dst.length) {
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await fh.read(dst, done, dst.length - done, position + done));
-    } catch (err) {
-      throw new FileError(file, `read failed: ${fsProblem(err)}`);
-    }
-    if (bytesRead === 0) throw new FileError(file, `truncated data: the file ended at byte ${position + done} while reading`);
-    done += bytesRead;
-  }
+/** Whether a file's first bytes are the .npy magic. */
+export function isNpy(prefix: Uint8Array): boolean {
+  return prefix.length >= MAGIC.length && Buffer.from(prefix.buffer, prefix.byteOffset, MAGIC.length).equals(MAGIC);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
  * @module
  */
 import { escapeText } from '../util/text';
-import type { EvalSummary, HistogramBin } from './eval';
+import type { HistogramBin } from './histogram';
+import type { EvalSummary, InputInfo } from './summary';
 
 /** Classes listed in the text report's per-class table (all of them are in the JSON). */
 export const MAX_TEXT_CLASSES = 50;
@@ -50,50 +51,78 @@ function padR(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
 }
 
+/** The report's JSON format: `kdloss merge` reads this back. */
+export const REPORT_FORMAT = 'kdloss-eval/1';
+
+/** How an input is named in the report: its file, and its tensor in a safetensors file. */
+function inputName(i: InputInfo): string {
+  return i.key === null ? escapeText(i.file) : `${escapeText(i.file)} [${escapeText(i.key)}]`;
+}
+
+/** A shape as numpy prints it. */
+function shapeText(shape: readonly number[]): string {
+  return shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+}
+
 /**
  * The text report.
  * @param width terminal width the histogram bars are scaled to
  */
 export function formatText(r: EvalSummary, width = 80): string {
   const out: string[] = [];
-  const T = r.temperature;
-  const labelNote = r.labelsKind === null ? '' : r.labelsKind === 'indices' ? ` (${r.labelsDtype} class indices)` : ` (${r.labelsDtype} one-hot rows)`;
-  out.push(`kdloss eval: ${fmtInt(r.rows)} rows x ${fmtInt(r.cols)} classes (${r.dtype})`);
-  // File names are the user's: escaped, so that they cannot break the report or drive the terminal.
-  out.push(`  student   ${escapeText(r.files.student)}`);
-  out.push(`  teacher   ${escapeText(r.files.teacher)}`);
-  out.push(`  labels    ${r.files.labels === null ? '(none)' : escapeText(r.files.labels) + labelNote}`);
-  out.push(`  T = ${T}, alpha = ${r.alpha}${r.labelsKind === null && r.requestedAlpha !== 1 ? ` (requested ${r.requestedAlpha})` : ''}`);
-  const engine = r.backend === 'native' && r.isa !== null ? `native (${r.isa})` : r.backend;
-  out.push(`  backend ${engine}, ${r.threads === null ? 'default' : r.threads} threads, chunks of ${fmtInt(r.chunkRows)} rows`);
-  if (r.labelsKind === null) {
+  const { settings: st, inputs } = r;
+  const T = st.temperature;
+  const labelsKind = st.labels?.kind ?? null;
+  const labelNote = st.labels === null ? '' : st.labels.kind === 'indices' ? ` (${st.labels.dtype} class indices)` : ` (${st.labels.dtype} one-hot rows)`;
+  const shape = inputs.student.shape;
+  const from = shape.length > 2 ? `, shape ${shapeText(shape)}` : '';
+  out.push(`kdloss eval: ${fmtInt(r.rows)} rows x ${fmtInt(st.cols)} classes (${st.dtype}${from})`);
+  // File and tensor names are the user's: escaped, so that they cannot break the report or drive the terminal.
+  out.push(`  student   ${inputName(inputs.student)}`);
+  out.push(`  teacher   ${inputName(inputs.teacher)}`);
+  out.push(`  labels    ${inputs.labels === null ? '(none)' : inputName(inputs.labels) + labelNote}`);
+  if (r.shard !== null) {
+    const s = r.shard;
+    const empty = s.rowEnd === s.rowStart ? ` (empty: ${fmtInt(s.totalRows)} rows split ${s.count} ways leave none to this shard)` : '';
+    out.push(`  shard ${s.index}/${s.count}: rows [${fmtInt(s.rowStart)}, ${fmtInt(s.rowEnd)}) of ${fmtInt(s.totalRows)}${empty}`);
+  }
+  if (r.run.merged !== null) out.push(`  merged from ${r.run.merged.length} shard report${r.run.merged.length === 1 ? '' : 's'}`);
+  out.push(`  T = ${T}, alpha = ${st.alpha}${labelsKind === null && st.requestedAlpha !== 1 ? ` (requested ${st.requestedAlpha})` : ''}`);
+  if (st.ignoreIndex !== null) {
+    out.push(`  tokens: ${fmtInt(r.evaluated)} evaluated, ${fmtInt(r.ignored)} ignored (label ${st.ignoreIndex})`);
+  }
+  const engine = r.run.backend === 'native' && r.run.isa !== null ? `native (${r.run.isa})` : r.run.backend;
+  const chunks = r.run.chunkRows === null ? '' : `, chunks of ${fmtInt(r.run.chunkRows)} rows`;
+  out.push(`  backend ${engine}, ${r.run.threads === null ? 'default' : r.run.threads} threads${chunks}`);
+  if (labelsKind === null) {
     out.push('  no labels: the hard (CE) term is undefined, so alpha is taken as 1 and the loss is T^2 * KL;');
     out.push('  accuracies and the per-class table need --labels');
   }
+  if (r.evaluated === 0) out.push(`  no rows evaluated${r.rows > 0 ? ' (every label is the ignore index)' : ''}: the means are not defined`);
   out.push('');
 
-  out.push('Loss (mean over rows)');
-  const formula = r.labelsKind === null ? `= ${T}^2 * soft` : `= ${r.alpha} * ${T}^2 * soft + ${+(1 - r.alpha).toFixed(12)} * hard`;
+  out.push(st.ignoreIndex !== null ? 'Loss (mean over evaluated rows)' : 'Loss (mean over rows)');
+  const formula = labelsKind === null ? `= ${T}^2 * soft` : `= ${st.alpha} * ${T}^2 * soft + ${+(1 - st.alpha).toFixed(12)} * hard`;
   const terms: [string, number | null, string][] = [
     ['KD loss', r.loss, formula],
     [`soft (KL at T=${T})`, r.soft, 'KL(p_teacher || p_student), before the T^2 factor'],
-    ['hard (CE)', r.hard, r.hard === null ? 'no labels' : 'cross-entropy of the student against the labels'],
+    ['hard (CE)', r.hard, labelsKind === null ? 'no labels' : 'cross-entropy of the student against the labels'],
   ];
   const tw = Math.max(...terms.map(([name]) => name.length));
   for (const [name, value, note] of terms) out.push(`  ${padR(name, tw)}  ${padL(fmtNum(value), 12)}   ${note}`);
   out.push('');
 
   out.push('Top-1');
-  const cnt = (k: number | null): string => (k === null ? '' : `  (${fmtInt(k)} / ${fmtInt(r.rows)})`);
+  const cnt = (k: number | null): string => (k === null ? '' : `  (${fmtInt(k)} / ${fmtInt(r.evaluated)})`);
   out.push(`  teacher/student agreement   ${padL(fmtPct(r.agreement), 8)}${cnt(r.agreementCount)}`);
   out.push(`  student accuracy            ${padL(fmtPct(r.studentAccuracy), 8)}${cnt(r.studentCorrect)}`);
   out.push(`  teacher accuracy            ${padL(fmtPct(r.teacherAccuracy), 8)}${cnt(r.teacherCorrect)}`);
   out.push('');
 
   if (r.perClass !== null) {
-    out.push(`Per class (${fmtInt(r.perClass.length)} of ${fmtInt(r.cols)} classes present in the labels)`);
-    const cw = Math.max(5, String(r.cols - 1).length);
-    const sw = Math.max(7, fmtInt(r.rows).length);
+    out.push(`Per class (${fmtInt(r.perClass.length)} of ${fmtInt(st.cols)} classes present in the labels)`);
+    const cw = Math.max(5, String(st.cols - 1).length);
+    const sw = Math.max(7, fmtInt(r.evaluated).length);
     out.push(`  ${padL('class', cw)}  ${padL('support', sw)}  ${padL('student acc', 11)}  ${padL('teacher acc', 11)}  ${padL('mean KL', 12)}`);
     for (const c of r.perClass.slice(0, MAX_TEXT_CLASSES)) {
       out.push(
@@ -119,20 +148,27 @@ export function formatText(r: EvalSummary, width = 80): string {
   if (h.nan > 0) out.push(`  NaN: ${fmtInt(h.nan)} rows (NaN logits; the means above are NaN too)`);
   out.push('');
 
-  const perSample = r.files.perSample === null ? '' : `; per-sample losses written to ${escapeText(r.files.perSample)}`;
-  out.push(`${fmtInt(r.rows)} rows in ${fmtSeconds(r.seconds)} (${fmtInt(r.rowsPerSecond)} rows/s)${perSample}`);
+  if (r.run.merged !== null) {
+    out.push(`${fmtInt(r.rows)} rows from ${r.run.merged.length} shard reports (${fmtSeconds(r.run.seconds)} of evaluation in all, ${fmtInt(r.rowsPerSecond)} rows/s)`);
+  } else {
+    const perSample = r.run.perSample === null ? '' : `; per-sample losses written to ${escapeText(r.run.perSample)}`;
+    out.push(`${fmtInt(r.rows)} rows in ${fmtSeconds(r.run.seconds)} (${fmtInt(r.rowsPerSecond)} rows/s)${perSample}`);
+  }
   return out.join('\n') + '\n';
 }
 
 /** The JSON object of `--json`. `maxRssBytes` is the process's peak resident set size. */
 export function toJson(r: EvalSummary, maxRssBytes: number): Record<string, unknown> {
+  const st = r.settings;
   return {
+    format: REPORT_FORMAT,
     rows: r.rows,
-    cols: r.cols,
-    dtype: r.dtype,
-    temperature: r.temperature,
-    alpha: r.alpha,
-    requestedAlpha: r.requestedAlpha,
+    cols: st.cols,
+    dtype: st.dtype,
+    temperature: st.temperature,
+    alpha: st.alpha,
+    requestedAlpha: st.requestedAlpha,
+    ignoreIndex: st.ignoreIndex,
     loss: r.loss,
     soft: r.soft,
     hard: r.hard,
@@ -140,18 +176,29 @@ export function toJson(r: EvalSummary, maxRssBytes: number): Record<string, unkn
     studentAccuracy: r.studentAccuracy,
     teacherAccuracy: r.teacherAccuracy,
     counts: { agreement: r.agreementCount, studentCorrect: r.studentCorrect, teacherCorrect: r.teacherCorrect },
+    tokens: { rows: r.rows, evaluated: r.evaluated, ignored: r.ignored },
     perClass: r.perClass,
     klHistogram: r.klHistogram,
-    labels: r.labelsKind === null ? null : { kind: r.labelsKind, dtype: r.labelsDtype },
-    note: r.labelsKind === null ? 'no labels: alpha taken as 1, loss = T^2 * soft; hard and accuracies are null' : null,
-    files: r.files,
-    seconds: r.seconds,
+    labels: st.labels,
+    note: st.labels === null ? 'no labels: alpha taken as 1, loss = T^2 * soft; hard and accuracies are null' : null,
+    files: {
+      student: r.inputs.student.file,
+      teacher: r.inputs.teacher.file,
+      labels: r.inputs.labels?.file ?? null,
+      perSample: r.run.perSample,
+    },
+    inputs: r.inputs,
+    shard: r.shard,
+    merged: r.run.merged,
+    seconds: r.run.seconds,
     rowsPerSecond: r.rowsPerSecond,
     maxRssBytes,
-    chunkRows: r.chunkRows,
-    threads: r.threads,
-    backend: r.backend,
-    isa: r.isa,
+    chunkRows: r.run.chunkRows,
+    threads: r.run.threads,
+    backend: r.run.backend,
+    isa: r.run.isa,
+    settings: st,
+    state: r.state,
   };
 }
 
