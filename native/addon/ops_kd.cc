@@ -92,6 +92,8 @@ napi_value KdTyped(CallArgs& a, const Context& c, size_t rows, size_t cols, size
   p.teacher = Floats<T>(a, B::kTeacher, {"teacher"}, n, Role::kInput, false);
 
   p.temperature = Finite(env, a.param(S::kTemperature), 0, true, "temperature");
+  const int divergence = Choice(env, a.param(S::kDivergence), kd_layout::Divergence::kCount, kConfig, "divergence");
+  if (divergence != kd_layout::Divergence::kKl) Fail(env, kConfig, "divergence: this build computes only 'kl'");
   p.hard = static_cast<kd::HardKind>(Choice(env, a.param(S::kHardKind), kd_layout::HardKind::kCount, kConfig, "hardKind"));
   p.target_kind =
       static_cast<kd::TargetKind>(Choice(env, a.param(S::kTargetKind), kd_layout::TargetKind::kCount, kInput, "targetKind"));
