@@ -40,15 +40,15 @@ export function softDivergence(divergence: DivergenceCode, beta: number, row: So
   const logZt = Math.log(zt);
   switch (divergence) {
     case DivergenceCode.ReverseKl: {
-      // sum q (log q - log p); q = 0 adds 0, p = 0 under q > 0 adds +Infinity.
+      // sum q (log q - log p); q = 0 adds 0, p = 0 under q > 0 adds +Infinity, NaN stays NaN.
       let w = 0;
-      for (let j = 0; j < n; j++) if (es[j] > 0) w += es[j] * (row.b(j) - row.a(j));
+      for (let j = 0; j < n; j++) if (es[j] !== 0) w += es[j] * (row.b(j) - row.a(j));
       const value = w / zs + logZt - logZs;
       if (dq !== null) {
         // q_j (h_j - value), h = log q - log p.
         for (let j = 0; j < n; j++) {
           const q = es[j] / zs;
-          dq[j] = q > 0 ? q * (row.b(j) - logZs - (row.a(j) - logZt) - value) : 0;
+          dq[j] = q !== 0 ? q * (row.b(j) - logZs - (row.a(j) - logZt) - value) : 0;
         }
       }
       return value;
@@ -63,8 +63,8 @@ export function softDivergence(divergence: DivergenceCode, beta: number, row: So
         const lp = row.a(j) - logZt;
         const lq = row.b(j) - logZs;
         const lm = logAddExp(lb + lp, l1b + lq);
-        if (et[j] > 0) kp += (et[j] / zt) * (lp - lm);
-        if (es[j] > 0) kq += (es[j] / zs) * (lq - lm);
+        if (et[j] !== 0) kp += (et[j] / zt) * (lp - lm);
+        if (es[j] !== 0) kq += (es[j] / zs) * (lq - lm);
       }
       if (dq !== null) {
         // q_j (g_j - sum q g), g = (1 - beta) log(q / m), sum q g = (1 - beta) KL(q || m).
