@@ -3,6 +3,7 @@
  * (1 - alpha) * hard loss.
  * @module
  */
+import { DivergenceCode } from './backend/layout';
 import { HardKind, type KdJob, ReductionCode, reductionScale, TargetKind } from './backend/types';
 import { Call, runAsync, runSync } from './call';
 import { ConfigError, InputError, ShapeError } from './errors';
@@ -24,10 +25,36 @@ import { type AsyncOptions, maskOf, optionsOf, type Reduction, reductionCode, re
 import { type PreparedTargets, prepareTargets, readTargets, targetsMatrixRead } from './targets';
 import { isFloat32Array, isFloat64Array, lengthOf } from './views';
 
+/**
+ * The divergence of the soft term, with p = softmax(teacher / T) and q = softmax(student / T):
+ * 'kl' KL(p || q) (Hinton), 'reverse-kl' KL(q || p), 'jsd' beta KL(p || m) + (1 - beta) KL(q || m) with
+ * m = beta p + (1 - beta) q (TRL's generalized JSD), 'tvd' 1/2 sum |p - q|.
+ */
+export type Divergence = 'kl' | 'reverse-kl' | 'jsd' | 'tvd';
+
+/** Options of the {@link DistillationLoss} constructor. */
+export interface DistillationOptions {
+  /** The soft term's divergence (default 'kl'). */
+  divergence?: Divergence;
+  /** For 'jsd' only: the weight of the teacher in the mixture, strictly between 0 and 1 (default 0.5). */
+  beta?: number;
+  /**
+   * Multiply the soft term by T^2 (default true, Hinton's scaling, which keeps its gradient's scale
+   * independent of T). false: the convention of TRL, Liger and torchtune.
+   */
+  temperatureScaling?: boolean;
+}
+
 /** Options of {@link DistillationLoss.forward}. */
 export interface DistillationForwardOptions {
   /** 'mean' (default: mean over kept rows), 'sum' or 'none' (adds `perSample`). */
   reduction?: Reduction;
+  /**
+   * With 'mean': divide the sums over kept rows by this (finite, > 0) instead of by the kept rows, e.g.
+   * the kept tokens of a whole batch split into micro-batches, so their losses and gradients add up
+   * to the whole batch's (TRL's num_items_in_batch).
+   */
+  normalizer?: number;
   /** Return the gradient of `loss` with respect to the student logits. */
   grad?: boolean;
   /** Caller-owned gradient buffer (student dtype, rows * cols); implies `grad`. Returned as `grad`. */
@@ -42,15 +69,17 @@ export interface DistillationForwardOptions {
 
 /** Result of {@link DistillationLoss.forward}. */
 export interface DistillationResult {
-  /** alpha * T^2 * soft + (1 - alpha) * hard. */
+  /** alpha * T^2 * soft + (1 - alpha) * hard (alpha * soft without temperature scaling). */
   loss: number;
-  /** The unweighted soft term: KL(p_teacher || p_student) at temperature T, reduced. */
+  /** The unweighted soft term: the divergence at temperature T, reduced. */
   soft: number;
   /** The unweighted hard term, reduced. */
   hard: number;
+  /** Rows kept (not left out by `mask` or the ignore index). */
+  kept: number;
   /** With reduction 'none': each row's loss (0 for rows left out). */
   perSample?: Float64Array;
-  /** With reduction 'none': each row's unweighted soft term, KL(p_teacher || p_student) at T. */
+  /** With reduction 'none': each row's unweighted soft term, the divergence at T. */
   perSampleSoft?: Float64Array;
   /** With reduction 'none': each row's unweighted hard term. */
   perSampleHard?: Float64Array;
@@ -73,7 +102,28 @@ function checkNumber(v: unknown, name: string): number {
   return v;
 }
 
-/** Knowledge-distillation loss (Hinton et al., 2015). */
+/** The beta of 'jsd': strictly between 0 and 1 (default 0.5); its endpoints are other divergences. */
+function checkBeta(v: unknown): number {
+  if (v === undefined) return 0.5;
+  const b = checkNumber(v, 'beta');
+  if (b === 0 || b === 1) {
+    throw new ConfigError(
+      `beta: ${b} is not a JSD (beta KL(p || m) + (1 - beta) KL(q || m) is 0 there); for the KL divergence TRL uses at ` +
+        `beta = ${b}, use divergence '${b === 0 ? 'kl' : 'reverse-kl'}'`,
+    );
+  }
+  if (!(b > 0 && b < 1)) throw new ConfigError(`beta: expected a number strictly between 0 and 1, got ${b}`);
+  return b;
+}
+
+const DIVERGENCES: Record<Divergence, DivergenceCode> = {
+  kl: DivergenceCode.Kl,
+  'reverse-kl': DivergenceCode.ReverseKl,
+  jsd: DivergenceCode.Jsd,
+  tvd: DivergenceCode.Tvd,
+};
+
+/** Knowledge-distillation loss (Hinton et al., 2015), with a choice of divergence. */
 export class DistillationLoss {
   /** Softening temperature T (> 0, finite). */
   readonly temperature: number;
@@ -81,16 +131,23 @@ export class DistillationLoss {
   readonly alpha: number;
   /** The hard-target loss. Built-ins run fused in the native kernel; other objects run in JS. */
   readonly hardLoss: Loss;
-  /** The soft term's weight in the loss, alpha * T^2 (Hinton's scaling). */
+  /** The soft term's divergence. */
+  readonly divergence: Divergence;
+  /** The mixture weight of 'jsd' (null for the other divergences). */
+  readonly beta: number | null;
+  /** Whether the soft term is multiplied by T^2. */
+  readonly temperatureScaling: boolean;
+  /** The soft term's weight in the loss: alpha T^2, or alpha without temperature scaling. */
   private readonly softWeight: number;
 
   /**
    * @param temperature softening temperature, finite and > 0 (typically 2 to 5)
    * @param alpha weight of the soft term in [0, 1] (typically 0.5 to 0.9)
    * @param hardLoss hard-target loss (default: `new CrossEntropyLoss()`)
-   * @throws ConfigError for a temperature, alpha or hard loss out of domain
+   * @param options the divergence, its beta, and the temperature scaling (see {@link DistillationOptions})
+   * @throws ConfigError for a temperature, alpha, hard loss or option out of domain
    */
-  constructor(temperature: number, alpha: number, hardLoss: Loss = new CrossEntropyLoss()) {
+  constructor(temperature: number, alpha: number, hardLoss: Loss = new CrossEntropyLoss(), options?: DistillationOptions) {
     const t = checkNumber(temperature, 'temperature');
     if (!Number.isFinite(t) || t <= 0) throw new ConfigError(`temperature: expected a finite number > 0, got ${t}`);
     const a = checkNumber(alpha, 'alpha');
@@ -98,9 +155,23 @@ export class DistillationLoss {
     if (typeof hardLoss !== 'object' || hardLoss === null || typeof hardLoss.compute !== 'function') {
       throw new ConfigError('hardLoss: expected an object with a compute(predictions, targets) function');
     }
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw new ConfigError('options: expected an object');
+    const { divergence = 'kl', beta, temperatureScaling = true } = options ?? {};
+    if (typeof divergence !== 'string' || !Object.prototype.hasOwnProperty.call(DIVERGENCES, divergence)) {
+      throw new ConfigError(`divergence: expected 'kl', 'reverse-kl', 'jsd' or 'tvd', got ${String(divergence)}`);
+    }
+    this.beta = divergence === 'jsd' ? checkBeta(beta) : null;
+    if (divergence !== 'jsd' && beta !== undefined) {
+      throw new ConfigError(`beta: only the 'jsd' divergence takes a beta, not '${divergence}'`);
+    }
+    if (typeof temperatureScaling !== 'boolean') {
+      throw new ConfigError(`temperatureScaling: expected a boolean, got ${String(temperatureScaling)}`);
+    }
     this.temperature = t;
     this.alpha = a;
-    this.softWeight = a * this.temperature * this.temperature;
+    this.divergence = divergence;
+    this.temperatureScaling = temperatureScaling;
+    this.softWeight = temperatureScaling ? a * t * t : a;
     this.hardLoss = hardLoss;
   }
 
@@ -151,7 +222,8 @@ export class DistillationLoss {
   ): KdCall {
     const opts = optionsOf(options);
     const reduction = reductionOf(opts.reduction);
-    const { grad: gradOpt, gradOut, mask: maskOpt, threads: threadsOpt, argmax: argmaxOpt } = opts;
+    const { grad: gradOpt, gradOut, mask: maskOpt, threads: threadsOpt, argmax: argmaxOpt, normalizer: normalizerOpt } = opts;
+    const normalizer = normalizerOf(normalizerOpt, reduction);
     const signal = async ? signalOf(opts.signal) : undefined;
     const sRead = readMatrix(student);
     const tRead = readMatrix(teacher);
@@ -171,6 +243,7 @@ export class DistillationLoss {
     if (!fused) {
       if (reduction === 'none') throw new InputError(`reduction 'none' needs a built-in hard loss, not ${this.hardLoss.name}`);
       if (mask !== null) throw new InputError(`mask needs a built-in hard loss, not ${this.hardLoss.name}`);
+      if (normalizer !== 0) throw new InputError(`normalizer needs a built-in hard loss, not ${this.hardLoss.name}`);
       if (wantGrad && typeof this.hardLoss.gradient !== 'function') {
         throw new InputError(`grad: hardLoss ${this.hardLoss.name} has no gradient(predictions, targets) function`);
       }
@@ -209,6 +282,8 @@ export class DistillationLoss {
       targetKind: fused ? targets.kind : TargetKind.None,
       mask,
       temperature: this.temperature,
+      divergence: DIVERGENCES[this.divergence],
+      beta: this.beta ?? 0,
       hard: fused ? fused.kind : HardKind.None,
       epsilon: fused ? fused.epsilon : 0,
       labelSmoothing: fused ? fused.labelSmoothing : 0,
@@ -216,7 +291,7 @@ export class DistillationLoss {
       softWeight: this.softWeight,
       hardWeight: fused ? 1 - this.alpha : 0,
       reduction: reductionCode(reduction),
-      normalizer: 0,
+      normalizer,
       rowSoft: perRow ? new Float64Array(rows) : null,
       rowHard: perRow ? new Float64Array(rows) : null,
       argmax: argmax ? new Int32Array(2 * rows) : null,
@@ -224,6 +299,14 @@ export class DistillationLoss {
     };
     return new KdCall(this, job, threads, async ? new Float64Array(3) : syncResults, signal, s, targets, fused !== null);
   }
+}
+
+/** Validates the normalizer option: absent (0), or finite and > 0 with reduction 'mean'. */
+function normalizerOf(v: unknown, reduction: Reduction): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(`normalizer: expected a finite number > 0, got ${String(v)}`);
+  if (reduction !== 'mean') throw new ConfigError(`normalizer: only with reduction 'mean', not '${reduction}'`);
+  return v;
 }
 
 /** A validated distillation call; {@link finish} turns the backend's sums into its result. */
@@ -264,7 +347,7 @@ class KdCall extends Call<DistillationResult> {
       hard = h * hardScale;
       if (grad !== null) addCustomGradient(loss.hardLoss, s, custom, grad, (1 - loss.alpha) * hardScale);
     }
-    const result: DistillationResult = { loss: job.softWeight * soft + (1 - loss.alpha) * hard, soft, hard };
+    const result: DistillationResult = { loss: job.softWeight * soft + (1 - loss.alpha) * hard, soft, hard, kept };
     if (rowSoft !== null && rowHard !== null) {
       const perSample = new Float64Array(rows);
       for (let r = 0; r < rows; r++) perSample[r] = job.softWeight * rowSoft[r] + job.hardWeight * rowHard[r];

@@ -6,7 +6,7 @@
 import { nativeInfo } from './backend';
 
 export { DistillationLoss } from './distillation';
-export type { DistillationForwardOptions, DistillationResult } from './distillation';
+export type { DistillationForwardOptions, DistillationOptions, DistillationResult, Divergence } from './distillation';
 export { FeatureDistillationLoss } from './feature';
 export type { FeatureForwardOptions, FeatureResult } from './feature';
 export { AttentionTransferLoss } from './attention';

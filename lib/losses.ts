@@ -3,7 +3,7 @@
  * @module
  */
 import { backend } from './backend';
-import { HardKind, type KdJob, ReductionCode, reductionScale } from './backend/types';
+import { DivergenceCode, HardKind, type KdJob, ReductionCode, reductionScale } from './backend/types';
 import { ConfigError } from './errors';
 import { allocFloat, callDType, type FloatArray, type Matrix, type MatrixInput, readMatrix, type Targets, toMatrix } from './matrix';
 import { prepareTargets, readTargets, targetsMatrixRead } from './targets';
@@ -64,6 +64,8 @@ function computeBuiltin(spec: FusedHardLoss, predictions: MatrixInput, targets: 
     targetKind: t.kind,
     mask: null,
     temperature: 1,
+    divergence: DivergenceCode.Kl,
+    beta: 0,
     hard: spec.kind,
     epsilon: spec.epsilon,
     labelSmoothing: spec.labelSmoothing,

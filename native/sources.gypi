@@ -28,7 +28,8 @@
     "kd_core_sources": [
       "native/engine/engine.cc",
       "native/kernels/dispatch.cc",
-      "native/kernels/scalar.cc"
+      "native/kernels/scalar.cc",
+      "native/kernels/scalar_div.cc"
     ],
 
     # SIMD variants per target architecture. Each is a static library compiled with only its own
@@ -39,19 +40,22 @@
 
     "kd_isa_avx2_define": "KD_HAVE_AVX2",
     "kd_isa_avx2_sources": [
-      "native/kernels/avx2.cc"
+      "native/kernels/avx2.cc",
+      "native/kernels/avx2_div.cc"
     ],
     "kd_isa_avx2_flags": ["-mavx2", "-mfma"],
 
     "kd_isa_avx512_define": "KD_HAVE_AVX512",
     "kd_isa_avx512_sources": [
-      "native/kernels/avx512.cc"
+      "native/kernels/avx512.cc",
+      "native/kernels/avx512_div.cc"
     ],
     "kd_isa_avx512_flags": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
 
     "kd_isa_neon_define": "KD_HAVE_NEON",
     "kd_isa_neon_sources": [
-      "native/kernels/neon.cc"
+      "native/kernels/neon.cc",
+      "native/kernels/neon_div.cc"
     ],
     "kd_isa_neon_flags": [],
 
@@ -61,6 +65,7 @@
       "native/tests/test_common.cc",
       "native/tests/reference.cc",
       "native/tests/test_kd.cc",
+      "native/tests/test_divergence.cc",
       "native/tests/test_maps.cc",
       "native/tests/test_vecmath.cc",
       "native/tests/test_engine.cc"

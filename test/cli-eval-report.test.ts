@@ -195,6 +195,9 @@ describe('kdloss eval: numbers and report', () => {
         'inputs.labels.key',
         'shard',
         'merged',
+        // Only the 'jsd' divergence has a beta.
+        'beta',
+        'settings.beta',
         ...(backend === 'js' ? ['isa'] : []),
       ];
       expect(nulls(out).filter((p) => !allowed.includes(p)), 'nulls').to.deep.equal([]);

@@ -6,7 +6,8 @@
 import { InputError } from '../errors';
 import type { FloatArray } from '../matrix';
 import { lengthOf, type View } from '../views';
-import { ReductionCode } from './layout';
+import { softDivergence } from './js-divergence';
+import { DivergenceCode, ReductionCode } from './layout';
 import {
   type AsyncHandle,
   type AttentionJob,
@@ -34,11 +35,21 @@ function rowKept(job: KdJob, r: number): boolean {
 
 const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
 
+/** Row-sized scratch arrays of a distillation job. */
+interface RowScratch {
+  es: Float64Array;
+  et: Float64Array;
+  e1: Float64Array;
+  /** The soft term's gradient times T (divergences other than 'kl'). */
+  dq: Float64Array;
+}
+
 /**
- * One distillation row: returns [KL(p_t || p_s), hard loss] and writes the row's gradient when asked.
- * `es`, `et`, `e1` are row-sized scratch arrays.
+ * One distillation row: returns [the soft term (the job's divergence), hard loss] and writes the row's
+ * gradient when asked.
  */
-function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Float64Array): [number, number] {
+function kdRow(job: KdRun, r: number, scratch: RowScratch): [number, number] {
+  const { es, et, e1, dq } = scratch;
   const C = job.cols;
   const o = r * C;
   const { student: s, teacher: t, temperature: T } = job;
@@ -76,7 +87,15 @@ function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Fl
     if (et[j] > 0) w += et[j] * (a - b);
     else if (a - b === Infinity) w = Infinity;
   }
-  const soft = w / zt + Math.log(zs / zt);
+  const kl = job.divergence === DivergenceCode.Kl;
+  const soft = kl
+    ? w / zt + Math.log(zs / zt)
+    : softDivergence(
+        job.divergence,
+        job.beta,
+        { n: C, es, et, zs, zt, b: (j) => (s[o + j] - ms) * invT, a: (j) => (t[o + j] - mt) * invT },
+        job.grad !== null && job.gradSoftScale !== 0 ? dq : null,
+      );
 
   const ls = job.labelSmoothing;
   const lsC = ls / C;
@@ -127,7 +146,7 @@ function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Fl
     const gh = job.gradHardScale;
     for (let j = 0; j < C; j++) {
       // A scale of 0 leaves its term out (0, not 0 times a NaN of the row).
-      let v = gs !== 0 ? gs * (es[j] / zs - et[j] / zt) : 0;
+      let v = gs !== 0 ? gs * (kl ? es[j] / zs - et[j] / zt : dq[j]) : 0;
       switch (gh !== 0 ? job.hard : HardKind.None) {
         case HardKind.CrossEntropyLogits:
           v += gh * ((ysum * e1[j]) / z1 - yAt(j));
@@ -180,9 +199,12 @@ function kd(job: KdJob, out: Float64Array): void {
   const scale = reductionScale(job.reduction, job.normalizer, kept);
   const run: KdRun = { ...job, gradSoftScale: job.softWeight * scale, gradHardScale: job.hardWeight * scale };
   const C = job.cols;
-  const es = new Float64Array(C);
-  const et = new Float64Array(C);
-  const e1 = new Float64Array(C);
+  const scratch: RowScratch = {
+    es: new Float64Array(C),
+    et: new Float64Array(C),
+    e1: new Float64Array(C),
+    dq: new Float64Array(job.divergence === DivergenceCode.Kl ? 0 : C),
+  };
   let soft = 0;
   let hard = 0;
   for (let r = 0; r < job.rows; r++) {
@@ -193,7 +215,7 @@ function kd(job: KdJob, out: Float64Array): void {
       if (job.argmax) job.argmax[r] = job.argmax[job.rows + r] = -1;
       continue;
     }
-    const [rs, rh] = kdRow(run, r, es, et, e1);
+    const [rs, rh] = kdRow(run, r, scratch);
     if (job.rowSoft) job.rowSoft[r] = rs;
     if (job.rowHard) job.rowHard[r] = rh;
     soft += rs;

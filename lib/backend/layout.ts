@@ -16,6 +16,14 @@ export const enum ReductionCode {
   None = 2,
 }
 
+/** Values of the divergence param. */
+export const enum DivergenceCode {
+  Kl = 0,
+  ReverseKl = 1,
+  Jsd = 2,
+  Tvd = 3,
+}
+
 /** Values of the hardKind param. */
 export const enum HardKindCode {
   None = 0,
@@ -39,19 +47,21 @@ export const enum KdSlot {
   Threads = 2,
   Dtype = 3,
   Temperature = 4,
-  HardKind = 5,
-  TargetKind = 6,
-  Epsilon = 7,
-  LabelSmoothing = 8,
-  IgnoreIndex = 9,
-  SoftWeight = 10,
-  HardWeight = 11,
-  Reduction = 12,
-  Normalizer = 13,
-  SoftSum = 14,
-  HardSum = 15,
-  Kept = 16,
-  Length = 17,
+  Divergence = 5,
+  Beta = 6,
+  HardKind = 7,
+  TargetKind = 8,
+  Epsilon = 9,
+  LabelSmoothing = 10,
+  IgnoreIndex = 11,
+  SoftWeight = 12,
+  HardWeight = 13,
+  Reduction = 14,
+  Normalizer = 15,
+  SoftSum = 16,
+  HardSum = 17,
+  Kept = 18,
+  Length = 19,
 }
 
 /** Positions of kd's buffers after (params, async). */

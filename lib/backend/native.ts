@@ -79,6 +79,8 @@ function kdParams(job: KdJob, threads: number, p: Float64Array): Float64Array {
   p[KdSlot.Threads] = threads;
   p[KdSlot.Dtype] = DTYPE_CODE[job.dtype];
   p[KdSlot.Temperature] = job.temperature;
+  p[KdSlot.Divergence] = job.divergence;
+  p[KdSlot.Beta] = job.beta;
   p[KdSlot.HardKind] = job.hard;
   p[KdSlot.TargetKind] = job.targetKind;
   p[KdSlot.Epsilon] = job.epsilon;

@@ -6,9 +6,9 @@
  * @module
  */
 import type { DType, FloatArray } from '../matrix';
-import { type HardKindCode, ReductionCode, type TargetKindCode } from './layout';
+import { type DivergenceCode, type HardKindCode, ReductionCode, type TargetKindCode } from './layout';
 
-export { HardKindCode as HardKind, ReductionCode, TargetKindCode as TargetKind } from './layout';
+export { DivergenceCode, HardKindCode as HardKind, ReductionCode, TargetKindCode as TargetKind } from './layout';
 
 /**
  * One distillation computation over `rows x cols` logits. Results: [sum of row soft terms, sum of
@@ -26,6 +26,9 @@ export interface KdJob {
   targetKind: TargetKindCode;
   mask: Uint8Array | null;
   temperature: number;
+  divergence: DivergenceCode;
+  /** The mixture weight of 'jsd' (0 otherwise). */
+  beta: number;
   hard: HardKindCode;
   epsilon: number;
   labelSmoothing: number;

@@ -6,7 +6,7 @@
  * @module
  */
 import { setTimeout as sleep } from 'timers/promises';
-import { CrossEntropyLoss, DistillationLoss, getBackend, isa, type Matrix } from '../index';
+import { CrossEntropyLoss, DistillationLoss, type Divergence, getBackend, isa, type Matrix } from '../index';
 import { EvalAccumulator } from './accumulator';
 import { ChunkReader, closeInputs, type EvalInputs, type LogitsArray, openInputs } from './chunks';
 import { InterruptedError, STOP_SIGNALS } from './errors';
@@ -37,6 +37,12 @@ export interface EvalConfig {
   temperature: number;
   /** Weight of the soft term; forced to 1 without labels. */
   alpha: number;
+  /** The soft term's divergence (default 'kl'). */
+  divergence?: Divergence;
+  /** The beta of 'jsd' (default 0.5). */
+  beta?: number;
+  /** Multiply the soft term by T^2 (default true). */
+  temperatureScaling?: boolean;
   /** Labels equal to it leave their row out of everything (default {@link DEFAULT_IGNORE_INDEX}). */
   ignoreIndex?: number;
   /** Evaluate only this shard's rows (default: every row). */
@@ -113,8 +119,15 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
     const ignoreIndex = hasLabels ? (config.ignoreIndex ?? DEFAULT_IGNORE_INDEX) : null;
     // Without labels the hard term is left out of everything: class 0 stands in for every label,
     // and no row is ignored.
-    const kd = new DistillationLoss(T, alpha, new CrossEntropyLoss({ ignoreIndex: ignoreIndex ?? DEFAULT_IGNORE_INDEX }));
-    const softWeight = alpha * T * T;
+    const divergence = config.divergence ?? 'kl';
+    const beta = divergence === 'jsd' ? (config.beta ?? 0.5) : null;
+    const temperatureScaling = config.temperatureScaling ?? true;
+    const kd = new DistillationLoss(T, alpha, new CrossEntropyLoss({ ignoreIndex: ignoreIndex ?? DEFAULT_IGNORE_INDEX }), {
+      divergence,
+      beta: beta ?? undefined,
+      temperatureScaling,
+    });
+    const softWeight = temperatureScaling ? alpha * T * T : alpha;
     const shard = config.shard;
     const { start, end } = shard ? shardRange(rows, shard.index, shard.count) : { start: 0, end: rows };
     const count = end - start;
@@ -190,6 +203,9 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
       temperature: T,
       alpha,
       requestedAlpha: config.alpha,
+      divergence,
+      beta,
+      temperatureScaling,
       ignoreIndex,
       cols,
       dtype,

@@ -5,6 +5,7 @@
  */
 import * as fs from 'fs';
 import { parseArgs } from 'util';
+import type { Divergence } from '../distillation';
 import { packageVersion } from '../util/package';
 import { escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
@@ -47,11 +48,25 @@ export function joinNegativeValues(argv: string[], flags: readonly string[]): st
   return out;
 }
 
+const DIVERGENCES: readonly Divergence[] = ['kl', 'reverse-kl', 'jsd', 'tvd'];
+
+/** --divergence and --beta: the divergence (default 'kl') and, for 'jsd' only, its beta in (0, 1). */
+function divergenceFlag(name: string | undefined, beta: string | undefined): { divergence: Divergence; beta?: number } {
+  const divergence = (name ?? 'kl') as Divergence;
+  if (!DIVERGENCES.includes(divergence)) throw new UsageError(`--divergence: expected kl, reverse-kl, jsd or tvd, got '${name}'`);
+  if (divergence !== 'jsd') {
+    if (beta !== undefined) throw new UsageError(`--beta: only --divergence jsd takes a beta, not ${divergence}`);
+    return { divergence };
+  }
+  const b = numberFlag('beta', beta, 0.5, (x) => x > 0 && x < 1, "a number strictly between 0 and 1 (for beta 0 or 1 use --divergence kl or reverse-kl)");
+  return { divergence, beta: b };
+}
+
 async function runEval(argv: string[], io: Io): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args: joinNegativeValues(argv, ['--ignore-index', '--temperature', '--alpha']),
+      args: joinNegativeValues(argv, ['--ignore-index', '--temperature', '--alpha', '--beta']),
       strict: true,
       allowPositionals: false,
       options: {
@@ -65,6 +80,9 @@ async function runEval(argv: string[], io: Io): Promise<number> {
         shard: { type: 'string' },
         temperature: { type: 'string' },
         alpha: { type: 'string' },
+        divergence: { type: 'string' },
+        beta: { type: 'string' },
+        'no-temperature-scaling': { type: 'boolean' },
         'per-sample': { type: 'string' },
         json: { type: 'boolean' },
         threads: { type: 'string' },
@@ -88,6 +106,7 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   }
   const temperature = numberFlag('temperature', str('temperature'), 4, (x) => Number.isFinite(x) && x > 0, 'a finite number > 0');
   const alpha = numberFlag('alpha', str('alpha'), 0.7, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
+  const divergence = divergenceFlag(str('divergence'), str('beta'));
   const threads = intFlag('threads', str('threads'), 1, 1024);
   const chunkRows = intFlag('chunk-rows', str('chunk-rows'), 1, 1 << 24);
   const perSample = str('per-sample');
@@ -125,6 +144,8 @@ async function runEval(argv: string[], io: Io): Promise<number> {
       shard,
       temperature,
       alpha,
+      ...divergence,
+      temperatureScaling: values['no-temperature-scaling'] !== true,
       perSample,
       threads,
       chunkRows,

@@ -72,6 +72,10 @@ function settingsOf(v: unknown, bad: (p: string) => never): EvalSettings {
   if (!num(s.temperature) || s.temperature <= 0) bad('settings.temperature: expected a number > 0');
   if (!num(s.alpha) || s.alpha < 0 || s.alpha > 1) bad('settings.alpha: expected a number in [0, 1]');
   if (!num(s.requestedAlpha)) bad('settings.requestedAlpha: expected a number');
+  // Reports from before the divergences have none of these (the forward KL, scaled by T^2).
+  if (s.divergence !== undefined && !['kl', 'reverse-kl', 'jsd', 'tvd'].includes(s.divergence as string)) bad('settings.divergence: expected kl, reverse-kl, jsd or tvd');
+  if (s.beta !== undefined && s.beta !== null && !(num(s.beta) && s.beta > 0 && s.beta < 1)) bad('settings.beta: expected null or a number in (0, 1)');
+  if (s.temperatureScaling !== undefined && typeof s.temperatureScaling !== 'boolean') bad('settings.temperatureScaling: expected a boolean');
   if (s.ignoreIndex !== null && !(Number.isInteger(s.ignoreIndex) && Math.abs(s.ignoreIndex!) <= 2 ** 31)) bad('settings.ignoreIndex: expected an integer or null');
   if (!isCount(s.cols) || s.cols < 1) bad('settings.cols: expected a count >= 1');
   if (typeof s.dtype !== 'string') bad('settings.dtype: expected a string');

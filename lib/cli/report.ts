@@ -64,6 +64,21 @@ function shapeText(shape: readonly number[]): string {
   return shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
 }
 
+/** How the report names the soft term of `st`'s divergence. */
+function divergenceOf(st: EvalSummary['settings']): { name: string; short: string; formula: string; w: string } {
+  const w = st.temperatureScaling === false ? '' : `${st.temperature}^2 * `;
+  switch (st.divergence ?? 'kl') {
+    case 'reverse-kl':
+      return { name: 'reverse-kl', short: 'reverse KL', formula: 'KL(p_student || p_teacher)', w };
+    case 'jsd':
+      return { name: `jsd, beta = ${st.beta}`, short: 'JSD', formula: `${st.beta} KL(p_t || m) + ${+(1 - st.beta!).toFixed(12)} KL(p_s || m), m their mixture`, w };
+    case 'tvd':
+      return { name: 'tvd', short: 'TVD', formula: '1/2 sum |p_teacher - p_student|', w };
+    default:
+      return { name: 'kl', short: 'KL', formula: 'KL(p_teacher || p_student)', w };
+  }
+}
+
 /**
  * The text report.
  * @param width terminal width the histogram bars are scaled to
@@ -88,6 +103,8 @@ export function formatText(r: EvalSummary, width = 80): string {
   }
   if (r.run.merged !== null) out.push(`  merged from ${r.run.merged.length} shard report${r.run.merged.length === 1 ? '' : 's'}`);
   out.push(`  T = ${T}, alpha = ${st.alpha}${labelsKind === null && st.requestedAlpha !== 1 ? ` (requested ${st.requestedAlpha})` : ''}`);
+  const div = divergenceOf(st);
+  out.push(`  divergence ${div.name}${st.temperatureScaling === false ? ', no temperature scaling (soft term not multiplied by T^2)' : ''}`);
   if (st.ignoreIndex !== null) {
     out.push(`  tokens: ${fmtInt(r.evaluated)} evaluated, ${fmtInt(r.ignored)} ignored (label ${st.ignoreIndex})`);
   }
@@ -95,17 +112,17 @@ export function formatText(r: EvalSummary, width = 80): string {
   const chunks = r.run.chunkRows === null ? '' : `, chunks of ${fmtInt(r.run.chunkRows)} rows`;
   out.push(`  backend ${engine}, ${r.run.threads === null ? 'default' : r.run.threads} threads${chunks}`);
   if (labelsKind === null) {
-    out.push('  no labels: the hard (CE) term is undefined, so alpha is taken as 1 and the loss is T^2 * KL;');
+    out.push(`  no labels: the hard (CE) term is undefined, so alpha is taken as 1 and the loss is ${div.w}${div.short};`);
     out.push('  accuracies and the per-class table need --labels');
   }
   if (r.evaluated === 0) out.push(`  no rows evaluated${r.rows > 0 ? ' (every label is the ignore index)' : ''}: the means are not defined`);
   out.push('');
 
   out.push(st.ignoreIndex !== null ? 'Loss (mean over evaluated rows)' : 'Loss (mean over rows)');
-  const formula = labelsKind === null ? `= ${T}^2 * soft` : `= ${st.alpha} * ${T}^2 * soft + ${+(1 - st.alpha).toFixed(12)} * hard`;
+  const formula = labelsKind === null ? `= ${div.w}soft` : `= ${st.alpha} * ${div.w}soft + ${+(1 - st.alpha).toFixed(12)} * hard`;
   const terms: [string, number | null, string][] = [
     ['KD loss', r.loss, formula],
-    [`soft (KL at T=${T})`, r.soft, 'KL(p_teacher || p_student), before the T^2 factor'],
+    [`soft (${div.short} at T=${T})`, r.soft, `${div.formula}${st.temperatureScaling === false ? '' : ', before the T^2 factor'}`],
     ['hard (CE)', r.hard, labelsKind === null ? 'no labels' : 'cross-entropy of the student against the labels'],
   ];
   const tw = Math.max(...terms.map(([name]) => name.length));
@@ -167,6 +184,9 @@ export function toJson(r: EvalSummary, maxRssBytes: number): Record<string, unkn
     dtype: st.dtype,
     temperature: st.temperature,
     alpha: st.alpha,
+    divergence: st.divergence ?? 'kl',
+    beta: st.beta ?? null,
+    temperatureScaling: st.temperatureScaling ?? true,
     requestedAlpha: st.requestedAlpha,
     ignoreIndex: st.ignoreIndex,
     loss: r.loss,

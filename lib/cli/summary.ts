@@ -7,6 +7,7 @@
 import type { AccumulatorState, ClassTotals, EvalAccumulator } from './accumulator';
 import type { KlHistogram } from './histogram';
 import type { LabelsKind } from './inputs';
+import type { Divergence } from '../distillation';
 import type { FileFormat } from './source';
 
 /** What the numbers depend on besides the rows: equal in every shard of one evaluation. */
@@ -16,6 +17,12 @@ export interface EvalSettings {
   alpha: number;
   /** The alpha given on the command line. */
   requestedAlpha: number;
+  /** The soft term's divergence. */
+  divergence: Divergence;
+  /** The beta of 'jsd' (null for the other divergences). */
+  beta: number | null;
+  /** Whether the soft term is multiplied by T^2. */
+  temperatureScaling: boolean;
   /** Labels equal to it leave the row out of everything (null without labels). */
   ignoreIndex: number | null;
   /** Classes of the logits. */
@@ -82,7 +89,7 @@ export interface EvalSummary {
   ignored: number;
   /** alpha * T^2 * soft + (1 - alpha) * hard: the library's mean loss over the evaluated rows (null without any). */
   loss: number | null;
-  /** Mean per-row KL(p_t || p_s) at T, unweighted (the library's `soft`). */
+  /** Mean per-row divergence at T (KL(p_t || p_s) by default), unweighted (the library's `soft`). */
   soft: number | null;
   /** Mean per-row cross-entropy of the student against the labels (null without labels). */
   hard: number | null;
@@ -101,7 +108,10 @@ export interface EvalSummary {
   state: AccumulatorState;
 }
 
-/** The summary of accumulated rows (loss from the library's formula alpha T^2 soft + (1 - alpha) hard). */
+/**
+ * The summary of accumulated rows (loss from the library's formula alpha w soft + (1 - alpha) hard, w = T^2
+ * or 1 without temperature scaling).
+ */
 export function summarize(settings: EvalSettings, inputs: EvalInputsInfo, shard: ShardInfo | null, acc: EvalAccumulator, run: RunInfo): EvalSummary {
   const t = acc.totals();
   const T = settings.temperature;
@@ -109,7 +119,8 @@ export function summarize(settings: EvalSettings, inputs: EvalInputsInfo, shard:
   const hasLabels = settings.labels !== null;
   const n = t.rows;
   const ratio = (k: number | null): number | null => (k === null || n === 0 ? null : k / n);
-  const loss = t.soft === null ? null : alpha * T * T * t.soft + (hasLabels ? (1 - alpha) * t.hard! : 0);
+  const w = settings.temperatureScaling === false ? 1 : T * T;
+  const loss = t.soft === null ? null : alpha * w * t.soft + (hasLabels ? (1 - alpha) * t.hard! : 0);
   const rows = n + t.ignored;
   return {
     settings,

@@ -24,6 +24,7 @@ export const EVAL_USAGE = `Usage: kdloss eval --student FILE --teacher FILE [--l
 Streams student and teacher logits from NumPy .npy or safetensors files in row chunks (memory stays
 bounded by the chunk size) and reports the distillation loss
   alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(softmax(s), labels)
+(or another divergence, see --divergence)
 (means over the evaluated rows, as DistillationLoss.forward computes it), its two terms,
 teacher/student top-1 agreement, student and teacher accuracy, a per-class table, a histogram of
 per-sample KL and the throughput.
@@ -46,6 +47,13 @@ Data is little-endian and C order.
 Options:
   --temperature T      softening temperature, > 0 (default 4)
   --alpha A            weight of the soft term, in [0, 1] (default 0.7)
+  --divergence D       the soft term: kl (default, KL(p_t || p_s)), reverse-kl (KL(p_s || p_t)),
+                       jsd (beta KL(p_t || m) + (1 - beta) KL(p_s || m), m = beta p_t + (1 - beta)
+                       p_s) or tvd (1/2 sum |p_t - p_s|)
+  --beta B             jsd's beta, strictly between 0 and 1 (default 0.5); for 0 or 1 use kl or
+                       reverse-kl
+  --no-temperature-scaling
+                       do not multiply the soft term by T^2 (TRL, Liger and torchtune's convention)
   --ignore-index I     rows whose label is I are left out of every figure (default -100, as in
                        PyTorch); the report counts the evaluated and the ignored rows
   --shard i/n          evaluate only the i-th of n contiguous row ranges (1/4, 2/4, 3/4, 4/4); with

@@ -13,6 +13,10 @@ struct Dtype {
 struct Reduction {
   enum : int { kMean = 0, kSum = 1, kNone = 2, kCount = 3 };
 };
+// Values of the divergence param.
+struct Divergence {
+  enum : int { kKl = 0, kReverseKl = 1, kJsd = 2, kTvd = 3, kCount = 4 };
+};
 // Values of the hardKind param.
 struct HardKind {
   enum : int { kNone = 0, kCrossEntropyLogits = 1, kCrossEntropyProbs = 2, kMse = 3, kCount = 4 };
@@ -24,7 +28,7 @@ struct TargetKind {
 
 // Slots of kd's params array (params, then results).
 struct KdSlot {
-  enum : size_t { kRows = 0, kCols = 1, kThreads = 2, kDtype = 3, kTemperature = 4, kHardKind = 5, kTargetKind = 6, kEpsilon = 7, kLabelSmoothing = 8, kIgnoreIndex = 9, kSoftWeight = 10, kHardWeight = 11, kReduction = 12, kNormalizer = 13, kSoftSum = 14, kHardSum = 15, kKept = 16, kLength = 17 };
+  enum : size_t { kRows = 0, kCols = 1, kThreads = 2, kDtype = 3, kTemperature = 4, kDivergence = 5, kBeta = 6, kHardKind = 7, kTargetKind = 8, kEpsilon = 9, kLabelSmoothing = 10, kIgnoreIndex = 11, kSoftWeight = 12, kHardWeight = 13, kReduction = 14, kNormalizer = 15, kSoftSum = 16, kHardSum = 17, kKept = 18, kLength = 19 };
 };
 // Positions of kd's buffers after (params, async).
 struct KdBuffer {

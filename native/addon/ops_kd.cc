@@ -21,6 +21,11 @@ static_assert(static_cast<int>(kd::HardKind::kCrossEntropyLogits) == kd_layout::
                   static_cast<int>(kd::HardKind::kMse) == kd_layout::HardKind::kMse &&
                   static_cast<int>(kd::HardKind::kNone) == kd_layout::HardKind::kNone,
               "HardKind values differ between kernels.h and layout.json");
+static_assert(static_cast<int>(kd::Divergence::kKl) == kd_layout::Divergence::kKl &&
+                  static_cast<int>(kd::Divergence::kReverseKl) == kd_layout::Divergence::kReverseKl &&
+                  static_cast<int>(kd::Divergence::kJsd) == kd_layout::Divergence::kJsd &&
+                  static_cast<int>(kd::Divergence::kTvd) == kd_layout::Divergence::kTvd,
+              "Divergence values differ between kernels.h and layout.json");
 static_assert(static_cast<int>(kd::TargetKind::kMatrix) == kd_layout::TargetKind::kMatrix &&
                   static_cast<int>(kd::TargetKind::kInt32) == kd_layout::TargetKind::kInt32 &&
                   static_cast<int>(kd::TargetKind::kUint32) == kd_layout::TargetKind::kUint32 &&
@@ -92,6 +97,15 @@ napi_value KdTyped(CallArgs& a, const Context& c, size_t rows, size_t cols, size
   p.teacher = Floats<T>(a, B::kTeacher, {"teacher"}, n, Role::kInput, false);
 
   p.temperature = Finite(env, a.param(S::kTemperature), 0, true, "temperature");
+  p.divergence =
+      static_cast<kd::Divergence>(Choice(env, a.param(S::kDivergence), kd_layout::Divergence::kCount, kConfig, "divergence"));
+  const double beta = a.param(S::kBeta);
+  if (p.divergence == kd::Divergence::kJsd) {
+    if (!(beta > 0 && beta < 1)) Fail(env, kConfig, "beta: expected a number strictly between 0 and 1, got " + NumStr(beta));
+    p.beta = beta;
+  } else if (beta != 0) {
+    Fail(env, kConfig, "beta: only the 'jsd' divergence takes a beta (0 otherwise), got " + NumStr(beta));
+  }
   p.hard = static_cast<kd::HardKind>(Choice(env, a.param(S::kHardKind), kd_layout::HardKind::kCount, kConfig, "hardKind"));
   p.target_kind =
       static_cast<kd::TargetKind>(Choice(env, a.param(S::kTargetKind), kd_layout::TargetKind::kCount, kInput, "targetKind"));

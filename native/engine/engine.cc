@@ -276,7 +276,7 @@ bool sum_blocks(size_t rows, size_t cols, const RunControl& rc, Part* total, F&&
 template <typename T>
 bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out) {
   return sum_blocks(p.rows, p.cols, rc, out, [&](size_t r0, size_t r1) {
-    T* scratch = p.grad != nullptr ? scratch_for<T>(p.cols) : nullptr;
+    T* scratch = p.grad != nullptr || divergence_needs_pass(p.divergence) ? scratch_for<T>(p.cols) : nullptr;
     return k.kd_rows(p, r0, r1, scratch);
   });
 }

@@ -18,7 +18,8 @@ struct RunControl {
   bool caller_computes = true;                 // false: with threads > 1 the caller only waits
 };
 
-// The distillation gradient's scratch (kd_scratch_elems: three rows of exps) comes from a per-thread
+// The distillation gradient's scratch (kd_scratch_elems: three rows of exps; also used without a
+// gradient by the divergences whose rows take a second pass, JSD and TVD) comes from a per-thread
 // cache that grows to the largest scratch a call has needed, up to kScratchCacheBytes, and is kept for
 // the thread's later calls (allocating it per call would cost more than a wide row's whole gradient:
 // every fresh page is a fault). Rows whose scratch would exceed it take the kernels' gradient sweep

@@ -8,8 +8,8 @@
 //   4. grad_sweep      the gradient row, from the exps saved in step 2 or computed again
 // Steps 2 and 4 hand the terms one chunk of a row at a time: ExpChunk (step 2: inputs and exps
 // computed) and PassChunk (after step 2: inputs loaded again, exps read back or recomputed where the
-// term asks for them). A term that needs a second pass over the row once its normalisers are known
-// sweeps PassChunks too.
+// term asks for them). A soft term that needs a second pass over the row once its normalisers are
+// known (divergences.h) sweeps PassChunks too, between steps 2 and 3.
 #pragma once
 
 #include "sweeps.h"
@@ -133,6 +133,9 @@ struct SoftmaxExps {
 // term). Eight, so a row that fits in one block reduces all of them with one sum8.
 enum KdSlot : unsigned { kZs, kZt, kW, kZ1, kYsum, kYdot, kDsum, kSlotCount };
 constexpr unsigned slot_bit(KdSlot s) { return 1u << s; }
+// A row's sums: sweep 2's slots, one more (sum8 writes eight), then the sums of a soft term's second
+// pass over the row (see divergences.h).
+enum KdPassSlot : unsigned { kPassA = kSlotCount + 1, kPassB, kSumsLen };
 
 template <class O, unsigned kUsed>
 struct KdSums {
@@ -162,7 +165,7 @@ struct ExpChunk {
 template <class O, bool kGuarded, bool kSave, class Soft, class Hard, class Row, class Exps, class Prefetch>
 KD_SWEEP_INLINE inline void exps_sweep(const Row& row, size_t C, bool one_block, const Exps& exps,
                                        const Soft& soft, const Hard& hard, Prefetch&& prefetch,
-                                       double (&out)[kSlotCount + 1]) {
+                                       double (&out)[kSumsLen]) {
   using V = typename O::V;
   constexpr unsigned kUsed = Soft::kSlots | Hard::kSlots;
   KdSums<O, kUsed> sums;
@@ -195,9 +198,11 @@ KD_SWEEP_INLINE inline void exps_sweep(const Row& row, size_t C, bool one_block,
     // lanes (a narrow row would otherwise spend most of its time widening and reducing each sum).
     sweep<O>(C, row.s, terms);
     if constexpr (O::kBlock > 1) {
+      double eight[8];
       O::sum8({sums.at[0].partial(), sums.at[1].partial(), sums.at[2].partial(), sums.at[3].partial(),
                sums.at[4].partial(), sums.at[5].partial(), sums.at[6].partial(), O::set1(0)},
-              out);
+              eight);
+      for (unsigned i = 0; i < kSlotCount; ++i) out[i] = eight[i];
     }
   } else {
     sweep_fold<O>(C, row.s, terms, [&]() KD_SWEEP_INLINE { sums.fold(); });
@@ -269,17 +274,17 @@ struct PendingRows {
   static constexpr size_t kLogs = Soft::kLogs + Hard::kLogs;  // per row
   struct Row {
     size_t r;
-    double sums[kSlotCount + 1];
+    double sums[kSumsLen];
   };
   Row rows[kGroup];
-  double logs[kGroup * kLogs];
+  double logs[kGroup * kLogs + 1];  // + 1: terms without logs
   size_t n = 0;
 
   // Adds row r; returns whether the group is full (finish it then).
-  bool add(size_t r, const double (&sums)[kSlotCount + 1], const Soft& soft, const Hard& hard) {
+  bool add(size_t r, const double (&sums)[kSumsLen], const Soft& soft, const Hard& hard) {
     Row& q = rows[n];
     q.r = r;
-    for (unsigned i = 0; i < kSlotCount; ++i) q.sums[i] = sums[i];
+    for (unsigned i = 0; i < kSumsLen; ++i) q.sums[i] = sums[i];
     soft.log_args(sums, logs + n * kLogs);
     if (Hard::kLogs > 0) hard.log_args(sums, logs + n * kLogs + Soft::kLogs);
     return ++n == kGroup;

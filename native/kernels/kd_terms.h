@@ -14,8 +14,9 @@
 //                                ...), gs = grad_soft_scale / T; kCareful (rows whose sums are not all
 //                                finite): a term with a coefficient of exactly 0 stays absent even
 //                                where the chunk holds NaN or inf (elsewhere the 0 coefficient does it)
-// A divergence that needs its normalisers before its sums (such as a JSD's log of the mixture) adds
-// its own pass over PassChunks between sweep 2 and the finishing.
+//   kPass                        whether it takes a second pass over the row (divergences.h)
+// A divergence that needs its normalisers before its sums (JSD's log of the mixture, TVD's |p - q|)
+// takes that pass over PassChunks between sweep 2 and the finishing (divergences.h).
 //
 // A hard term provides the same (its slots kZ1, kYsum, kYdot, kDsum; add also gets the row, for its
 // targets, and e1, its own exps at T = 1 when kOwnExps, else the soft term's student exps), plus
@@ -41,6 +42,7 @@ struct ForwardKl {
   using V = typename O::V;
   static constexpr unsigned kSlots = slot_bit(kZs) | slot_bit(kZt) | slot_bit(kW);
   static constexpr size_t kLogs = 1;
+  static constexpr bool kPass = false;
   double temperature;
 
   template <bool kGuarded, class Sums>

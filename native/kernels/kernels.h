@@ -25,6 +25,18 @@ enum class HardKind : int32_t {
   kMse = 3,                 // sum((s - y)^2) / cols per row
 };
 
+// The soft term's divergence between p = softmax(teacher / T) and q = softmax(student / T).
+enum class Divergence : int32_t {
+  kKl = 0,         // KL(p || q)
+  kReverseKl = 1,  // KL(q || p)
+  kJsd = 2,        // beta KL(p || m) + (1 - beta) KL(q || m), m = beta p + (1 - beta) q
+  kTvd = 3,        // 1/2 sum |p - q|
+};
+
+// Whether a divergence takes a second pass over each row once its normalisers are known (see
+// kd_scratch_elems: such rows use the scratch also without a gradient).
+inline bool divergence_needs_pass(Divergence d) { return d == Divergence::kJsd || d == Divergence::kTvd; }
+
 enum class TargetKind : int32_t {
   kNone = 0,
   kMatrix = 1,  // rows x cols one-hot or probability rows
@@ -39,6 +51,8 @@ struct KdProblem {
   size_t rows = 0;
   size_t cols = 0;
   double temperature = 1.0;
+  Divergence divergence = Divergence::kKl;
+  double beta = 0.5;  // kJsd only: in (0, 1)
   HardKind hard = HardKind::kNone;
   TargetKind target_kind = TargetKind::kNone;
   const T* target_matrix = nullptr;  // rows * cols, when target_kind == kMatrix
@@ -50,20 +64,20 @@ struct KdProblem {
   double label_smoothing = 0.0;        // cross-entropy label smoothing in [0, 1]
 
   // Optional outputs.
-  double* row_soft = nullptr;  // rows: KL(p_t || p_s) of each row (unscaled), 0 for rows left out
+  double* row_soft = nullptr;  // rows: the divergence of each row (unscaled), 0 for rows left out
   double* row_hard = nullptr;  // rows: hard loss of each row, 0 for rows left out
   int32_t* argmax = nullptr;   // 2 * rows: first index of each student row's max, then the teacher's
                                // (NaN skipped; -1 for rows left out and rows of NaN only). Requires
                                // cols <= INT32_MAX (the binding refuses wider rows when argmax is
                                // asked for: an index past INT32_MAX would not fit).
-  T* grad = nullptr;           // rows * cols: soft_scale * dKL/ds + hard_scale * dHard/ds
+  T* grad = nullptr;           // rows * cols: soft_scale * dSoft/ds + hard_scale * dHard/ds
   double grad_soft_scale = 0.0;
   double grad_hard_scale = 0.0;
 };
 
 // Partial sums over a row range.
 struct KdPartial {
-  double soft = 0.0;  // sum of per-row KL over kept rows
+  double soft = 0.0;  // sum of per-row divergences over kept rows
   double hard = 0.0;  // sum of per-row hard loss over kept rows
   double kept = 0.0;  // number of kept rows
 
@@ -104,9 +118,10 @@ struct AttentionProblem {
 // Row-range entry points of one ISA for one element type.
 template <typename T>
 struct KernelSet {
-  // scratch: null, or (with p.grad) at least kd_scratch_elems(cols) elements. With scratch, the
-  // gradient sweep reads back the exps the sums were taken from; without, it computes them again (the
-  // same values: results are bitwise the same either way).
+  // scratch: null, or (with p.grad, or a divergence that needs a second pass) at least
+  // kd_scratch_elems(cols) elements. With scratch, the passes after the sums read back the exps the
+  // sums were taken from; without, they compute them again (the same values: results are bitwise the
+  // same either way).
   KdPartial (*kd_rows)(const KdProblem<T>& p, size_t r0, size_t r1, T* scratch);
   // Returns sum over rows [r0, r1) of sum_j |s - t|^p.
   double (*feature_rows)(const FeatureLayer<T>& layer, size_t r0, size_t r1);

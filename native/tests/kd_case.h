@@ -39,6 +39,8 @@ inline const char* row_kind_name(RowKind k) {
 struct KdConfig {
   size_t rows = 1, cols = 1;
   double temperature = 1.0;
+  kd::Divergence divergence = kd::Divergence::kKl;
+  double beta = 0.5;  // kJsd
   HardKind hard = HardKind::kNone;
   TargetKind tk = TargetKind::kNone;
   bool prob_targets = false;  // matrix targets: probability rows (else one-hot)
@@ -56,9 +58,10 @@ struct KdConfig {
 inline std::string describe(const KdConfig& c) {
   static const char* hk[] = {"none", "ce-logits", "ce-probs", "mse"};
   static const char* tk[] = {"none", "matrix", "int32", "uint32"};
-  return fmt("cols=%zu rows=%zu T=%g hard=%s targets=%s%s ls=%g eps=%g mask=%d ignore=%d(%lld) "
+  static const char* dv[] = {"kl", "reverse-kl", "jsd", "tvd"};
+  return fmt("cols=%zu rows=%zu T=%g div=%s beta=%g hard=%s targets=%s%s ls=%g eps=%g mask=%d ignore=%d(%lld) "
              "grad=%d rowout=%d argmax=%d adv=%d sigma=%g off=%zu seed=%llu",
-             c.cols, c.rows, c.temperature, hk[static_cast<int>(c.hard)], tk[static_cast<int>(c.tk)],
+             c.cols, c.rows, c.temperature, dv[static_cast<int>(c.divergence)], c.beta, hk[static_cast<int>(c.hard)], tk[static_cast<int>(c.tk)],
              c.tk == TargetKind::kMatrix ? (c.prob_targets ? "(prob)" : "(one-hot)") : "", c.ls, c.eps,
              c.mask, c.ignore, static_cast<long long>(c.ignore_index), c.grad, c.row_out, c.argmax,
              c.adversarial, c.sigma, c.offset, static_cast<unsigned long long>(c.seed));
@@ -258,6 +261,9 @@ void reference(KdData<T>& D) {
     in.t = D.lt_.data() + r * C;
     in.cols = C;
     in.temperature = c.temperature;
+    in.divergence = c.divergence;
+    in.beta = c.beta;
+    in.unit = std::numeric_limits<T>::epsilon() / 2;
     in.hard = c.hard;
     in.y = c.tk == TargetKind::kMatrix ? D.ly_.data() + r * C : nullptr;
     in.cls = row_cls;
@@ -289,7 +295,7 @@ struct KdRun {
   Buffer<double> row_soft, row_hard;
   Buffer<int32_t> argmax;
   Buffer<T> grad, scratch;
-  // The same call without scratch (the gradient sweep computes the exps again): bitwise the same.
+  // The same call without scratch (the passes after sweep 2 compute the exps again): bitwise the same.
   kd::KdPartial part_nosc;
   Buffer<T> grad_nosc;
 };
@@ -303,6 +309,8 @@ void run(const kd::KernelSet<T>& k, const KdData<T>& D, size_t split, KdRun<T>& 
   p.rows = c.rows;
   p.cols = c.cols;
   p.temperature = c.temperature;
+  p.divergence = c.divergence;
+  p.beta = c.beta;
   p.hard = c.hard;
   p.target_kind = c.tk;
   if (c.tk == TargetKind::kMatrix) p.target_matrix = D.y.data();
@@ -323,12 +331,15 @@ void run(const kd::KernelSet<T>& k, const KdData<T>& D, size_t split, KdRun<T>& 
     p.argmax = out.argmax.data();
   }
   T* scratch = nullptr;
+  const bool uses_scratch = c.grad || kd::divergence_needs_pass(c.divergence);
   if (c.grad) {
     out.grad.reset(c.rows * c.cols, c.offset);
-    out.scratch.reset(kd::kd_scratch_elems(c.cols), c.offset);
     p.grad = out.grad.data();
     p.grad_soft_scale = c.gs;
     p.grad_hard_scale = c.gh;
+  }
+  if (uses_scratch) {
+    out.scratch.reset(kd::kd_scratch_elems(c.cols), c.offset);
     scratch = out.scratch.data();
   }
   const kd::KdPartial a = k.kd_rows(p, 0, split, scratch);
@@ -336,9 +347,11 @@ void run(const kd::KernelSet<T>& k, const KdData<T>& D, size_t split, KdRun<T>& 
   out.part.soft = a.soft + b.soft;
   out.part.hard = a.hard + b.hard;
   out.part.kept = a.kept + b.kept;
-  if (c.grad) {
-    out.grad_nosc.reset(c.rows * c.cols, c.offset);
-    p.grad = out.grad_nosc.data();
+  if (uses_scratch) {
+    if (c.grad) {
+      out.grad_nosc.reset(c.rows * c.cols, c.offset);
+      p.grad = out.grad_nosc.data();
+    }
     p.row_soft = p.row_hard = nullptr;
     p.argmax = nullptr;
     const kd::KdPartial a2 = k.kd_rows(p, 0, split, nullptr);
@@ -399,13 +412,14 @@ void check(Case& cs, const std::string& prefix, const KdData<T>& D, const KdRun<
     for (size_t i = 0; i < 2 * c.rows; ++i) cs.exact("argmax", i, D.argmax[i], got.argmax[i]);
     cs.expect(got.argmax.check_guard(), "argmax guard overwritten");
   }
-  if (c.grad) {
-    cs.expect(got.grad.check_guard(), "grad guard overwritten");
-    cs.expect(got.scratch.check_guard(), "scratch guard overwritten");
-  }
-  if (c.grad && base == nullptr) {
+  const bool uses_scratch = c.grad || kd::divergence_needs_pass(c.divergence);
+  if (c.grad) cs.expect(got.grad.check_guard(), "grad guard overwritten");
+  if (uses_scratch) cs.expect(got.scratch.check_guard(), "scratch guard overwritten");
+  if (uses_scratch && base == nullptr) {
     cs.exact("soft (no scratch)", 0, got.part.soft, got.part_nosc.soft);
     cs.exact("hard (no scratch)", 0, got.part.hard, got.part_nosc.hard);
+  }
+  if (c.grad && base == nullptr) {
     for (size_t i = 0; i < c.rows * c.cols; ++i) {
       if (std::memcmp(&got.grad[i], &got.grad_nosc[i], sizeof(T)) != 0) {
         cs.exact("grad (no scratch)", i, got.grad[i], got.grad_nosc[i]);

@@ -46,6 +46,96 @@ Softmax softmax(const LD* x, size_t n, LD temperature, LD z_min) {
 // p * f with 0 * anything = 0 (a zero probability or weight contributes nothing).
 LD wt(LD p, LD f) { return p == 0 ? 0 : p * f; }
 
+// log(e^x + e^y); -inf where both are.
+LD log_add_exp(LD x, LD y) {
+  const LD hi = std::max(x, y), lo = std::min(x, y);
+  return hi == -kInf ? hi : hi + std::log1p(std::exp(lo - hi));
+}
+
+// The soft term of a row (p = teacher, q = student) into r.soft / r.soft_mag, and d(soft)/ds * T
+// with its magnitude into g / g_mag (T, the scale and the absent-term rule are the caller's).
+void soft_ref(const KdRowIn& in, const Softmax& q, const Softmax& p, KdRowRef& r, std::vector<LD>& g,
+              std::vector<LD>& g_mag) {
+  const size_t C = in.cols;
+  r.soft = 0;
+  r.soft_mag = 1 + q.cond + p.cond;
+  LD qz = 0;  // sum q (|zs| + |zt|): the rounding a sum weighted by q carries
+  for (size_t j = 0; j < C; ++j) qz += wt(q.p[j], std::fabs(q.z[j]) + std::fabs(p.z[j]));
+  // The rounding of an element's p or q (relative), as the kernels take them from exps and sums.
+  const auto rnd_p = [&](size_t j) { return 1 + std::fabs(p.z[j]) + p.cond; };
+  const auto rnd_q = [&](size_t j) { return 1 + std::fabs(q.z[j]) + q.cond; };
+  switch (in.divergence) {
+    case kd::Divergence::kKl:
+      // KL(p || q) = sum p (log p - log q); gradient q - p.
+      for (size_t j = 0; j < C; ++j) {
+        const bool underflowed_vs_zero = p.p[j] == 0 && p.z[j] > -kInf && q.logp[j] == -kInf;
+        r.soft += underflowed_vs_zero ? kInf : wt(p.p[j], p.logp[j] - q.logp[j]);
+        r.soft_mag += wt(p.p[j], std::fabs(p.z[j]) + std::fabs(q.z[j]));
+        g[j] = q.p[j] - p.p[j];
+        g_mag[j] = wt(q.p[j], rnd_q(j)) + wt(p.p[j], rnd_p(j));
+      }
+      break;
+    case kd::Divergence::kReverseKl:
+      // KL(q || p) = sum q (log q - log p); gradient q (h - KL(q || p)), h = log q - log p.
+      for (size_t j = 0; j < C; ++j) {
+        // A student probability below the float range (finite logit) against a teacher's exact 0: +inf.
+        const bool underflowed_vs_zero = q.p[j] == 0 && q.z[j] > -kInf && p.logp[j] == -kInf;
+        r.soft += underflowed_vs_zero ? kInf : wt(q.p[j], q.logp[j] - p.logp[j]);
+      }
+      r.soft_mag += qz;
+      for (size_t j = 0; j < C; ++j) {
+        g[j] = wt(q.p[j], q.logp[j] - p.logp[j] - r.soft);
+        g_mag[j] = wt(q.p[j], rnd_q(j) + std::fabs(q.z[j]) + std::fabs(p.z[j]) + qz + std::fabs(g[j] / q.p[j]));
+      }
+      break;
+    case kd::Divergence::kJsd: {
+      // beta KL(p || m) + (1 - beta) KL(q || m), log m = log-sum-exp of log beta + log p and
+      // log(1 - beta) + log q; gradient (1 - beta) q (log q - log m - KL(q || m)).
+      const LD b = in.beta, lb = std::log(b), l1b = std::log1p(-b);
+      std::vector<LD> lm(C);
+      LD kp = 0, kq = 0;
+      for (size_t j = 0; j < C; ++j) {
+        lm[j] = log_add_exp(lb + p.logp[j], l1b + q.logp[j]);
+        kp += wt(p.p[j], p.logp[j] - lm[j]);
+        kq += wt(q.p[j], q.logp[j] - lm[j]);
+        r.soft_mag += wt(p.p[j], rnd_p(j) + std::fabs(p.z[j]) + std::fabs(q.z[j])) +
+                      wt(q.p[j], rnd_q(j) + std::fabs(p.z[j]) + std::fabs(q.z[j]));
+      }
+      r.soft = b * kp + (1 - b) * kq;
+      for (size_t j = 0; j < C; ++j) {
+        g[j] = wt(q.p[j], (1 - b) * (q.logp[j] - lm[j] - kq));
+        g_mag[j] = wt(q.p[j], (1 - b) * (rnd_q(j) + rnd_p(j) + std::fabs(q.z[j]) + std::fabs(p.z[j]) + qz +
+                                         std::fabs(q.logp[j] - lm[j] - kq)));
+      }
+      break;
+    }
+    case kd::Divergence::kTvd: {
+      // 1/2 sum |p - q|; gradient q (sigma - sum sigma q) / 2, sigma = sign(q - p) (0 where p = q).
+      // Where |q - p| is within the rounding of p and q, the kernels may take either sign: such a
+      // class moves its own gradient by q and every class's by q_j q_k, which the magnitudes cover.
+      std::vector<LD> sigma(C);
+      LD sq = 0, amb = 0;
+      for (size_t j = 0; j < C; ++j) {
+        const LD d = q.p[j] - p.p[j];
+        r.soft += std::fabs(d) / 2;
+        r.soft_mag += (wt(p.p[j], rnd_p(j)) + wt(q.p[j], rnd_q(j))) / 2;
+        sigma[j] = d > 0 ? 1 : d < 0 ? -1 : d == 0 ? 0 : d;
+        sq += wt(q.p[j], sigma[j]);
+        const LD tol = 16 * in.unit * (wt(p.p[j], rnd_p(j)) + wt(q.p[j], rnd_q(j)));
+        if (std::fabs(d) <= tol) amb += q.p[j];
+      }
+      const LD rel = in.unit > 0 ? in.unit * 100 : 1;  // the magnitudes are judged relative to ~u
+      for (size_t j = 0; j < C; ++j) {
+        const LD d = q.p[j] - p.p[j];
+        const bool a = std::fabs(d) <= 16 * in.unit * (wt(p.p[j], rnd_p(j)) + wt(q.p[j], rnd_q(j)));
+        g[j] = wt(q.p[j], (sigma[j] - sq) / 2);
+        g_mag[j] = wt(q.p[j], (rnd_q(j) + qz) / 2 + ((a ? 1 : 0) + amb) / rel);
+      }
+      break;
+    }
+  }
+}
+
 }  // namespace
 
 KdRowRef kd_row_ref(const KdRowIn& in) {
@@ -54,14 +144,8 @@ KdRowRef kd_row_ref(const KdRowIn& in) {
   const Softmax S = softmax(in.s, C, in.temperature, in.underflow_z);
   const Softmax Tt = softmax(in.t, C, in.temperature, in.underflow_z);
 
-  // KL(p_t || p_s) = sum_j p_t,j (log p_t,j - log p_s,j).
-  r.soft = 0;
-  r.soft_mag = 1 + S.cond + Tt.cond;
-  for (size_t j = 0; j < C; ++j) {
-    const bool underflowed_vs_zero = Tt.p[j] == 0 && Tt.z[j] > -kInf && S.logp[j] == -kInf;
-    r.soft += underflowed_vs_zero ? kInf : wt(Tt.p[j], Tt.logp[j] - S.logp[j]);
-    r.soft_mag += wt(Tt.p[j], std::fabs(Tt.z[j]) + std::fabs(S.z[j]));
-  }
+  std::vector<LD> gsoft(C), gsoft_mag(C);
+  soft_ref(in, S, Tt, r, gsoft, gsoft_mag);
 
   // Targets with label smoothing: y'_j = (1 - ls) y_j + ls / C, y = the row or one-hot(cls); at
   // ls = 1 the targets' term is absent (y'_j = 1 / C whatever y is).
@@ -135,16 +219,13 @@ KdRowRef kd_row_ref(const KdRowIn& in) {
   }
 
   if (in.grad) {
-    // soft_scale * (p_s - p_t) / T + hard_scale * dHard/ds; a scale of 0 leaves its term out.
+    // soft_scale * dSoft/ds + hard_scale * dHard/ds; a scale of 0 leaves its term out.
     r.grad.resize(C);
     r.grad_mag.resize(C);
     const LD gs = in.grad_soft_scale / in.temperature, ghs = in.grad_hard_scale;
     for (size_t j = 0; j < C; ++j) {
-      r.grad[j] = (gs != 0 ? gs * (S.p[j] - Tt.p[j]) : 0) + (ghs != 0 ? ghs * gh[j] : 0);
-      r.grad_mag[j] = (gs != 0 ? std::fabs(gs) * (wt(S.p[j], 1 + std::fabs(S.z[j]) + S.cond) +
-                                                  wt(Tt.p[j], 1 + std::fabs(Tt.z[j]) + Tt.cond))
-                               : 0) +
-                      (ghs != 0 ? std::fabs(ghs) * gh_mag[j] : 0);
+      r.grad[j] = (gs != 0 ? gs * gsoft[j] : 0) + (ghs != 0 ? ghs * gh[j] : 0);
+      r.grad_mag[j] = (gs != 0 ? std::fabs(gs) * gsoft_mag[j] : 0) + (ghs != 0 ? std::fabs(ghs) * gh_mag[j] : 0);
     }
   }
   return r;

@@ -26,6 +26,8 @@ struct KdRowIn {
   const LD* t = nullptr;  // teacher logits
   size_t cols = 0;
   LD temperature = 1;
+  kd::Divergence divergence = kd::Divergence::kKl;
+  LD beta = 0.5;  // kJsd
   kd::HardKind hard = kd::HardKind::kNone;
   const LD* y = nullptr;  // target row (matrix targets), or null
   int64_t cls = -1;       // class index (index targets), used when y is null
@@ -37,12 +39,15 @@ struct KdRowIn {
   LD grad_soft_scale = 0, grad_hard_scale = 0;
   // ln of half the element type's smallest subnormal: exp(z) below it is 0 in the element type.
   LD underflow_z = -11400;
+  // The element type's unit roundoff: TVD's sign(q - p) is ambiguous where |q - p| is within the
+  // rounding of p and q, and the gradient's magnitude then covers either sign.
+  LD unit = 0;
 };
 
 struct KdRowRef {
-  LD soft = 0, soft_mag = 0;  // KL(p_t || p_s) at temperature T
+  LD soft = 0, soft_mag = 0;  // the divergence at temperature T
   LD hard = 0, hard_mag = 0;  // hard loss of the row
-  std::vector<LD> grad, grad_mag;  // soft_scale * dKL/ds + hard_scale * dHard/ds
+  std::vector<LD> grad, grad_mag;  // soft_scale * dSoft/ds + hard_scale * dHard/ds
 };
 
 KdRowRef kd_row_ref(const KdRowIn& in);

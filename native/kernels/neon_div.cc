@@ -1,0 +1,20 @@
+// The NEON kernels of the divergences other than the forward KL (reverse KL, JSD, TVD), built as
+// neon.cc: a translation unit of their own, so a parallel build compiles them beside neon.cc (see
+// kd_rows_other in kd_rows.h).
+#define KD_ISA neon
+#include "ops_neon.h"
+#include "kd_rows.h"
+
+namespace kd {
+namespace neon {
+
+KdPartial kd_rows_other(const KdProblem<float>& p, size_t r0, size_t r1, float* scratch) {
+  return kd_rows_other_impl<Ops<float>>(p, r0, r1, scratch);
+}
+
+KdPartial kd_rows_other(const KdProblem<double>& p, size_t r0, size_t r1, double* scratch) {
+  return kd_rows_other_impl<Ops<double>>(p, r0, r1, scratch);
+}
+
+}  // namespace neon
+}  // namespace kd
