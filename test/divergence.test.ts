@@ -173,6 +173,13 @@ forEachBackend('divergences', () => {
       expect(Number.isFinite(r.soft), divName(div, beta)).to.equal(true);
       expect(Array.from(r.grad!).every(Number.isFinite), divName(div, beta)).to.equal(true);
     }
+    // A student probability below the float range (a finite logit) is still positive: against the
+    // teacher's exact 0 the term is +Infinity, as the forward KL's with the roles swapped.
+    for (const T of [1, 2]) {
+      const low = matrix(1, 3, [0, -800 * T, 2]);
+      expect(new DistillationLoss(T, 1, undefined, { divergence: 'reverse-kl' }).forward(low, t, zeros(1)).soft, `T ${T}`).to.equal(Infinity);
+      expect(new DistillationLoss(T, 1).forward(t, low, zeros(1)).soft, `kl, T ${T}`).to.equal(Infinity);
+    }
     // The student's -inf class has q = 0: reverse KL stays finite, its gradient there exactly 0.
     const r = new DistillationLoss(1, 1, undefined, { divergence: 'reverse-kl' }).forward(t, s, zeros(t.rows), { grad: true });
     expect(Number.isFinite(r.soft)).to.equal(true);
