@@ -244,6 +244,43 @@ describe('divergence options', () => {
 
 describe('divergences: native and js backends agree', () => {
   const native = nativeLoadError() === null;
+  // JSD and TVD read their second pass's exps back from scratch; rows too wide for the engine's 4 MiB
+  // cache (float64 beyond 174,000 columns) get a scratch per thread for the call only.
+  it('jsd and tvd on rows wider than the scratch cache, on one and two threads, sync and async', async function () {
+    if (!native) this.skip();
+    this.timeout(60000);
+    const before = getBackend();
+    const rng = new Rng(2929);
+    const R = 3;
+    const C = 180_001;
+    const s = { rows: R, cols: C, data: Float64Array.from(rng.matrix(R, C, 4).data) };
+    const t = { rows: R, cols: C, data: Float64Array.from(rng.matrix(R, C, 4).data) };
+    const y = Int32Array.from([5, -100, C - 1]);
+    try {
+      for (const [div, beta] of [['jsd', 0.3], ['tvd', undefined]] as [Divergence, number | undefined][]) {
+        const kd = new DistillationLoss(2, 0.7, new CrossEntropyLoss(), { divergence: div, beta });
+        setBackend('js');
+        const want = kd.forward(s, t, y, { grad: true, reduction: 'none' });
+        setBackend('native');
+        const gmax = want.grad!.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        for (const threads of [1, 2]) {
+          for (const grad of [false, true]) {
+            const sync = kd.forward(s, t, y, { grad, reduction: 'none', threads });
+            const got = [sync, await kd.forwardAsync(s, t, y, { grad, reduction: 'none', threads })];
+            for (const g of got) {
+              const what = `${divName(div, beta)} threads=${threads} grad=${grad}`;
+              for (let r = 0; r < R; r++) expect(g.perSample![r], `${what} perSample[${r}]`).to.be.closeTo(want.perSample![r], 1e-12 * (1 + Math.abs(want.perSample![r])));
+              if (grad) for (let i = 0; i < R * C; i += 997) expect(g.grad![i], `${what} grad[${i}]`).to.be.closeTo(want.grad![i], 1e-12 * (1e-3 + gmax));
+            }
+            expect(Array.from(got[1].perSample!)).to.deep.equal(Array.from(sync.perSample!));
+          }
+        }
+      }
+    } finally {
+      setBackend(before);
+    }
+  });
+
   it('on random rows with masks, ignored rows, every hard loss, both dtypes', function () {
     if (!native) this.skip();
     const before = getBackend();

@@ -1,8 +1,10 @@
 #include "engine.h"
 
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <new>
 #include <mutex>
 #include <system_error>
@@ -19,6 +21,14 @@ constexpr size_t kBlockElems = 32768;
 std::atomic<size_t> g_failing_scratch{0};  // see fail_scratch_allocations_for_tests
 std::atomic<size_t> g_scratch_total{0};    // bytes of every thread's cache
 
+// Throws std::bad_alloc where a test asked the next scratch allocations to fail.
+void fail_if_asked() {
+  size_t failing = g_failing_scratch.load(std::memory_order_relaxed);
+  while (failing > 0 && !g_failing_scratch.compare_exchange_weak(failing, failing - 1, std::memory_order_relaxed)) {
+  }
+  if (failing > 0) throw std::bad_alloc();
+}
+
 // Per-thread scratch for the distillation gradient: one buffer for both element types, grown on
 // demand up to kScratchCacheBytes and kept for the thread's later calls (it ends with the thread).
 class ScratchCache {
@@ -29,10 +39,7 @@ class ScratchCache {
   }
   // At least `bytes` (<= kScratchCacheBytes); throws std::bad_alloc.
   void* get(size_t bytes) {
-    size_t failing = g_failing_scratch.load(std::memory_order_relaxed);
-    while (failing > 0 && !g_failing_scratch.compare_exchange_weak(failing, failing - 1, std::memory_order_relaxed)) {
-    }
-    if (failing > 0) throw std::bad_alloc();
+    fail_if_asked();
     if (bytes > size_) {
       void* bigger = ::operator new(bytes);
       ::operator delete(data_);
@@ -58,6 +65,47 @@ T* scratch_for(size_t cols) {
   const size_t bytes = kd_grad_scratch_bytes(cols, sizeof(T));
   return bytes == 0 ? nullptr : static_cast<T*>(t_scratch.get(bytes));
 }
+
+// The scratch of a divergence with a second pass (JSD, TVD) on rows too wide for the cache: those
+// kernels always read the pass's exps back (see KernelSet::kd_rows), so such a call allocates one
+// scratch per thread that runs its blocks, for the call only. Each thread claims its slot at its
+// first block; the call's id (never reused, unlike an address) tells a thread's claim of this call
+// from one of an earlier call.
+std::atomic<uint64_t> g_call_ids{0};
+struct OversizeClaim {
+  uint64_t call = 0;
+  void* slot = nullptr;
+};
+thread_local OversizeClaim t_oversize;
+
+class OversizeScratch {
+ public:
+  OversizeScratch(size_t slot_bytes, size_t slots)
+      : id_(g_call_ids.fetch_add(1, std::memory_order_relaxed) + 1), slot_bytes_(slot_bytes), slots_(slots) {
+    fail_if_asked();
+    if (slots == 0 || slot_bytes > SIZE_MAX / slots) throw std::bad_alloc();
+    data_ = static_cast<unsigned char*>(::operator new(slot_bytes * slots));
+  }
+  ~OversizeScratch() { ::operator delete(data_); }
+  OversizeScratch(const OversizeScratch&) = delete;
+  OversizeScratch& operator=(const OversizeScratch&) = delete;
+
+  void* claim() {
+    if (t_oversize.call != id_) {
+      const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= slots_) throw std::bad_alloc();  // more threads than for_blocks runs: never
+      t_oversize.call = id_;
+      t_oversize.slot = data_ + i * slot_bytes_;
+    }
+    return t_oversize.slot;
+  }
+
+ private:
+  uint64_t id_;
+  size_t slot_bytes_, slots_;
+  unsigned char* data_ = nullptr;
+  std::atomic<size_t> next_{0};
+};
 
 bool cancelled(const RunControl& rc) {
   return rc.cancel != nullptr && rc.cancel->load(std::memory_order_relaxed);
@@ -275,8 +323,20 @@ bool sum_blocks(size_t rows, size_t cols, const RunControl& rc, Part* total, F&&
 
 template <typename T>
 bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out) {
+  const bool needs_pass = divergence_needs_pass(p.divergence);
+  const bool wants_scratch = p.grad != nullptr || needs_pass;
+  std::unique_ptr<OversizeScratch> oversize;
+  if (needs_pass && kd_grad_scratch_bytes(p.cols, sizeof(T)) == 0) {
+    // The threads for_blocks runs at most; the columns bound keeps kd_scratch_elems from overflowing.
+    const size_t blocks = block_count(p.rows, p.cols);
+    const size_t threads = rc.threads < blocks ? rc.threads : blocks;
+    if (p.cols > SIZE_MAX / (4 * sizeof(T))) throw std::bad_alloc();
+    oversize = std::make_unique<OversizeScratch>(kd_scratch_elems(p.cols) * sizeof(T), threads > 1 ? threads : 1);
+  }
   return sum_blocks(p.rows, p.cols, rc, out, [&](size_t r0, size_t r1) {
-    T* scratch = p.grad != nullptr || divergence_needs_pass(p.divergence) ? scratch_for<T>(p.cols) : nullptr;
+    T* scratch = !wants_scratch ? nullptr
+                 : oversize     ? static_cast<T*>(oversize->claim())
+                                : scratch_for<T>(p.cols);
     return k.kd_rows(p, r0, r1, scratch);
   });
 }

@@ -23,9 +23,11 @@ struct RunControl {
 // cache that grows to the largest scratch a call has needed, up to kScratchCacheBytes, and is kept for
 // the thread's later calls (allocating it per call would cost more than a wide row's whole gradient:
 // every fresh page is a fault). Rows whose scratch would exceed it take the kernels' gradient sweep
-// that computes the exps again (no scratch at all). So the engine holds at most kScratchCacheBytes
-// per thread that has run a gradient call (the callers' threads and the pool's helpers), whatever the
-// shapes. Reading the exps back beats computing them again while the three rows stay in the caches;
+// that computes the exps again (no scratch at all), except with JSD and TVD, whose kernels always read
+// their second pass's exps back: such a call allocates one scratch per thread it runs on, for the call
+// only (kd_scratch_elems(cols) elements each; rows wider than 349,000 floats or 174,000 doubles). So
+// the engine keeps at most kScratchCacheBytes per thread that has run a gradient call (the callers'
+// threads and the pool's helpers), whatever the shapes. Reading the exps back beats computing them again while the three rows stay in the caches;
 // once they spill to memory, recomputing is faster. 4 MiB is the scratch of rows of up to 349,000
 // floats or 174,000 doubles: every language-model vocabulary up to 256k tokens in float32, 131072 in
 // float64.

@@ -26,11 +26,10 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
   static_assert(kGrad || Soft::kPass || !kSaved, "scratch without a gradient serves only a soft term's pass");
   // The divergences other than the forward KL take the gradient as a run-time choice (kGrad: the
   // kernel can write one, grad: this call does), sweep every gradient row with kCareful (which differs
-  // from the plain sweep only where a row's sums are not finite), and recompute a pass divergence's
-  // exps (rows too wide for the scratch) with the guards only: each instantiation multiplies the
-  // kernels' compile time, and these leave about a third of them for the same rows.
+  // from the plain sweep only where a row's sums are not finite), and JSD and TVD always read their
+  // second pass's exps from the scratch: each instantiation multiplies the kernels' compile time.
   constexpr bool kOneGradSweep = kDiv != Divergence::kKl;
-  constexpr bool kTryUnguarded = HasUnguardedExp<O>::value && (kSaved || !Soft::kPass);
+  constexpr bool kTryUnguarded = HasUnguardedExp<O>::value;
   const bool grad = kGrad && P.grad != nullptr;
   const size_t C = P.cols;
   const Soft soft = SoftTermOf<O, kDiv>::make(P);
@@ -130,17 +129,8 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     hard.fix_sums(sums, s, row.y.cls, m.s);
     if constexpr (Soft::kPass) {
       // The soft term's pass, from the exps sweep 2 saved or computed again as it took them.
-      if constexpr (kSaved) {
-        pass_sweep<O, true, true>(row, C, exps, hard, soft, sums);
-      } else if constexpr (kTryUnguarded) {
-        if (guarded) {
-          pass_sweep<O, false, true>(row, C, exps, hard, soft, sums);
-        } else {
-          pass_sweep<O, false, false>(row, C, exps, hard, soft, sums);
-        }
-      } else {
-        pass_sweep<O, false, true>(row, C, exps, hard, soft, sums);
-      }
+      static_assert(kSaved, "a divergence with a second pass always has scratch (see KernelSet::kd_rows)");
+      pass_sweep<O, true, true>(row, C, exps, hard, soft, sums);
     }
     if (late_ahead && r + 1 < r1) ahead = maxima(r + 1);
     const bool group_full = pending.add(r, sums, soft, hard);
@@ -201,13 +191,16 @@ KdPartial kd_rows_temp(const KdProblem<typename O::Scalar>& p, size_t r0, size_t
 template <class O, Divergence kDiv, HardKind kHard, bool kMatrixTargets>
 KdPartial kd_rows_grad(const KdProblem<typename O::Scalar>& p, size_t r0, size_t r1,
                        typename O::Scalar* scratch) {
-  if (kDiv != Divergence::kKl) {  // the gradient a run-time choice (see kd_rows_impl)
+  if constexpr (SoftTermOf<O, kDiv>::type::kPass) {  // always with scratch (see KernelSet::kd_rows)
+    return kd_rows_temp<O, kDiv, kHard, kMatrixTargets, true, true>(p, r0, r1, scratch);
+  } else if constexpr (kDiv != Divergence::kKl) {  // the gradient a run-time choice (see kd_rows_impl)
+    return scratch != nullptr ? kd_rows_temp<O, kDiv, kHard, kMatrixTargets, true, true>(p, r0, r1, scratch)
+                              : kd_rows_temp<O, kDiv, kHard, kMatrixTargets, true, false>(p, r0, r1, scratch);
+  } else {
+    if (p.grad == nullptr) return kd_rows_temp<O, kDiv, kHard, kMatrixTargets, false, false>(p, r0, r1, scratch);
     return scratch != nullptr ? kd_rows_temp<O, kDiv, kHard, kMatrixTargets, true, true>(p, r0, r1, scratch)
                               : kd_rows_temp<O, kDiv, kHard, kMatrixTargets, true, false>(p, r0, r1, scratch);
   }
-  if (p.grad == nullptr) return kd_rows_temp<O, kDiv, kHard, kMatrixTargets, false, false>(p, r0, r1, scratch);
-  return scratch != nullptr ? kd_rows_temp<O, kDiv, kHard, kMatrixTargets, true, true>(p, r0, r1, scratch)
-                            : kd_rows_temp<O, kDiv, kHard, kMatrixTargets, true, false>(p, r0, r1, scratch);
 }
 
 template <class O, Divergence kDiv, HardKind kHard>

@@ -118,10 +118,12 @@ struct AttentionProblem {
 // Row-range entry points of one ISA for one element type.
 template <typename T>
 struct KernelSet {
-  // scratch: null, or (with p.grad, or a divergence that needs a second pass) at least
-  // kd_scratch_elems(cols) elements. With scratch, the passes after the sums read back the exps the
-  // sums were taken from; without, they compute them again (the same values: results are bitwise the
-  // same either way).
+  // scratch: at least kd_scratch_elems(cols) elements, or null where p.grad is null too or the rows
+  // are too wide for the engine's scratch cache. With scratch, the passes after the sums read back the
+  // exps the sums were taken from; without, they compute them again (the same values: results are
+  // bitwise the same either way). A divergence that needs a second pass (divergence_needs_pass) always
+  // gets scratch: its kernels have no path that computes the exps again, which would double their
+  // instantiations (and compile time) for rows wider than any vocabulary in use.
   KdPartial (*kd_rows)(const KdProblem<T>& p, size_t r0, size_t r1, T* scratch);
   // Returns sum over rows [r0, r1) of sum_j |s - t|^p.
   double (*feature_rows)(const FeatureLayer<T>& layer, size_t r0, size_t r1);
