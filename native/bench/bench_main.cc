@@ -11,7 +11,11 @@
 // for double); a mismatch is printed and makes the exit status 1.
 //
 //   kd_native_bench [--quick] [--isa=avx2,avx512] [--filter=SUBSTRING] [--kd-scratch=auto|saved|recompute]
-//                   [--kd-shape=ROWSxCOLS[f64]]...
+//                   [--kd-shape=ROWSxCOLS[f64]]... [--no-divergences]
+//
+//   The KD cases of 4096x1000, 512x32000 and 64x131072 (class indices) are also run with each
+//   divergence besides the forward KL (reverse-kl, jsd with beta 0.5, tvd), forward and forward +
+//   gradient, unless --no-divergences.
 //
 //   --kd-scratch  the gradient cases' scratch: as the engine gives it (auto: the saved exps where the
 //                 rows' scratch fits its per-thread cache, else none), always, or never
@@ -49,6 +53,7 @@ struct Options {
     bool dbl;
   };
   std::vector<Shape> kd_shapes;
+  bool divergences = true;
 };
 
 Options g_opt;
@@ -115,8 +120,23 @@ struct Inputs {
   }
 };
 
+const char* divergence_name(kd::Divergence d) {
+  switch (d) {
+    case kd::Divergence::kReverseKl:
+      return "reverse-kl";
+    case kd::Divergence::kJsd:
+      return "jsd";
+    case kd::Divergence::kTvd:
+      return "tvd";
+    case kd::Divergence::kKl:
+      break;
+  }
+  return "kl";
+}
+
 template <typename T>
-Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
+Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad,
+             kd::Divergence div = kd::Divergence::kKl) {
   const size_t n = rows * cols;
   T* y = onehot ? in.zeros<T>(n) : nullptr;
   int32_t* cls = in.zeros<int32_t>(rows);
@@ -126,13 +146,17 @@ Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
   }
   const bool saved = g_opt.scratch == ScratchMode::kSaved ||
                      (g_opt.scratch == ScratchMode::kAuto && kd::kd_grad_scratch_bytes(cols, sizeof(T)) != 0);
-  T* scratch = grad && saved ? in.zeros<T>(kd::kd_scratch_elems(cols)) : nullptr;
+  // JSD and TVD always take scratch (their kernels read the second pass's exps back).
+  const bool pass = kd::divergence_needs_pass(div);
+  T* scratch = (grad && saved) || pass ? in.zeros<T>(kd::kd_scratch_elems(cols)) : nullptr;
   kd::KdProblem<T> P;
   P.student = in.normal<T>(n, 3.0, 1);
   P.teacher = in.normal<T>(n, 3.0, 2);
   P.rows = rows;
   P.cols = cols;
   P.temperature = 4.0;
+  P.divergence = div;
+  P.beta = 0.5;
   P.hard = kd::HardKind::kCrossEntropyLogits;
   if (onehot) {
     P.target_kind = kd::TargetKind::kMatrix;
@@ -147,7 +171,8 @@ Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad) {
     P.grad_hard_scale = 0.3 / static_cast<double>(rows);
   }
   Case c;
-  c.id = std::string(grad ? "kd+grad " : "kd ") + std::to_string(rows) + "x" + std::to_string(cols) +
+  const std::string name = div == kd::Divergence::kKl ? "kd" : divergence_name(div);
+  c.id = name + (grad ? "+grad " : " ") + std::to_string(rows) + "x" + std::to_string(cols) +
          (onehot ? " onehot" : " index") + (sizeof(T) == 4 ? " float32" : " float64") +
          (grad && scratch == nullptr ? " (recompute)" : "");
   c.elements = n;
@@ -265,6 +290,8 @@ bool parse(int argc, char** argv, Options* o) {
         if (comma == std::string::npos) break;
         start = comma + 1;
       }
+    } else if (a == "--no-divergences") {
+      o->divergences = false;
     } else if (a.rfind("--filter=", 0) == 0) {
       o->filter = a.substr(9);
     } else if (a == "--kd-scratch=auto" || a == "--kd-scratch=saved" || a == "--kd-scratch=recompute") {
@@ -279,7 +306,7 @@ bool parse(int argc, char** argv, Options* o) {
     } else {
       std::fprintf(stderr,
                    "usage: kd_native_bench [--quick] [--isa=NAME[,NAME]] [--filter=SUBSTRING] "
-                   "[--kd-scratch=auto|saved|recompute] [--kd-shape=ROWSxCOLS[f64]]...\n");
+                   "[--kd-scratch=auto|saved|recompute] [--kd-shape=ROWSxCOLS[f64]]... [--no-divergences]\n");
       return false;
     }
   }
@@ -337,6 +364,15 @@ int main(int argc, char** argv) {
   for (bool grad : {false, true}) {
     cases.push_back(kd_case<float>(in, lm_rows, 32000, false, grad));
     cases.push_back(kd_case<float>(in, wide_rows, 131072, false, grad));
+  }
+  if (opt.divergences) {
+    for (kd::Divergence div : {kd::Divergence::kReverseKl, kd::Divergence::kJsd, kd::Divergence::kTvd}) {
+      for (bool grad : {false, true}) {
+        cases.push_back(kd_case<float>(in, big_rows, 1000, false, grad, div));
+        cases.push_back(kd_case<float>(in, lm_rows, 32000, false, grad, div));
+        cases.push_back(kd_case<float>(in, wide_rows, 131072, false, grad, div));
+      }
+    }
   }
   for (const auto& shape : opt.kd_shapes) {
     for (bool grad : {false, true}) {
