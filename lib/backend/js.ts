@@ -7,6 +7,7 @@ import { InputError } from '../errors';
 import type { FloatArray } from '../matrix';
 import { lengthOf, type View } from '../views';
 import { ReductionCode } from './layout';
+import { sparseKd } from './js-sparse';
 import {
   type AsyncHandle,
   type AttentionJob,
@@ -24,7 +25,7 @@ type KdRun = KdJob & { gradSoftScale: number; gradHardScale: number };
 /** An attention job with its gradient scale. */
 type AttentionRun = AttentionJob & { gradScale: number };
 
-function rowKept(job: KdJob, r: number): boolean {
+export function rowKept(job: KdJob, r: number): boolean {
   if (job.mask !== null && job.mask[r] === 0) return false;
   if ((job.targetKind === TargetKind.Int32 || job.targetKind === TargetKind.Uint32) && job.targets![r] === job.ignoreIndex) {
     return false;
@@ -38,7 +39,7 @@ const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > 
  * One distillation row: returns [KL(p_t || p_s), hard loss] and writes the row's gradient when asked.
  * `es`, `et`, `e1` are row-sized scratch arrays.
  */
-function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Float64Array): [number, number] {
+export function kdRow(job: KdRun, r: number, es: Float64Array, et: Float64Array, e1: Float64Array): [number, number] {
   const C = job.cols;
   const o = r * C;
   const { student: s, teacher: t, temperature: T } = job;
@@ -280,6 +281,9 @@ function run(job: Job, results: Float64Array): void {
     case 'kd':
       kd(job, results);
       break;
+    case 'sparseKd':
+      sparseKd(job, results, { kdRow, rowKept });
+      break;
     case 'feature':
       feature(job, results);
       break;
@@ -299,6 +303,18 @@ function buffersOf(job: Job): [View | null, string][] {
       return [
         [job.student, 'student'],
         [job.teacher, 'teacher'],
+        [job.targets, 'hardTargets'],
+        [job.mask, 'mask'],
+        [job.rowSoft, 'rowSoft'],
+        [job.rowHard, 'rowHard'],
+        [job.grad, 'grad'],
+        [job.argmax, 'argmax'],
+      ];
+    case 'sparseKd':
+      return [
+        [job.student, 'student'],
+        [job.indices, 'indices'],
+        [job.values, 'values'],
         [job.targets, 'hardTargets'],
         [job.mask, 'mask'],
         [job.rowSoft, 'rowSoft'],
