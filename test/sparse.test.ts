@@ -55,7 +55,7 @@ function problem(rng: Rng, R: number, V: number, k: number, kind: 'logits' | 'lo
   return { s, t, indices, values };
 }
 
-forEachBackend('sparse teachers', () => {
+forEachBackend('sparse teachers', (backend) => {
   describe('PyTorch float64 fixtures', () => {
     for (const c of fixtures.cases) {
       it(c.title, () => {
@@ -168,6 +168,23 @@ forEachBackend('sparse teachers', () => {
     const b = await L.forwardAsync({ data: s, rows: R, cols: V }, teacher, y, { grad: true, threads: 2 });
     expect(b.loss).to.equal(a.loss);
     expect(Array.from(b.grad!)).to.deep.equal(Array.from(a.grad!));
+    // The native backend pins the teacher's buffers while an async call runs: a transfer cannot free
+    // them under it. The js backend computes on the main thread later, and finds them detached.
+    const values2 = values.slice();
+    const pending = L.forwardAsync({ data: s, rows: R, cols: V }, { ...teacher, values: values2 }, y, { grad: true, threads: 2 });
+    try {
+      structuredClone(values2.buffer, { transfer: [values2.buffer as ArrayBuffer] });
+    } catch {
+      // DataCloneError where the runtime refuses to transfer an untransferable buffer
+    }
+    if (backend === 'native') {
+      expect(values2.length).to.equal(R * 20);
+      expect((await pending).loss).to.equal(a.loss);
+    } else {
+      let err: unknown = null;
+      await pending.catch((e: unknown) => (err = e));
+      expect(err).to.be.instanceOf(InputError);
+    }
     const copy = s.slice();
     const c = L.forward({ data: copy, rows: R, cols: V }, teacher, y, { gradOut: copy });
     // (The copy may sit at another alignment, which moves the SIMD sums' rounding.)
@@ -209,6 +226,23 @@ forEachBackend('sparse teachers', () => {
       // Rounding is allowed; logits have no bounds.
       expect(run(sp({ values: new Float64Array([1e-7, -30, -3, 0]) }))).not.to.throw();
       expect(run(sp({ kind: 'logits', values: new Float64Array([5, 7, 9, 0]) }))).not.to.throw();
+    });
+    it('reads the teacher once: a getter that detaches the indices gets an InputError, not a read of freed memory', () => {
+      const indices = new Int32Array([0, 1, 2, -1]);
+      let reads = 0;
+      const hostile = {
+        indices,
+        get values() {
+          reads++;
+          structuredClone(indices.buffer, { transfer: [indices.buffer as ArrayBuffer] });
+          return new Float64Array([-1, -2, -3, 0]);
+        },
+        rows: 2,
+        k: 2,
+        kind: 'logprobs',
+      } as unknown as SparseTeacher;
+      expect(run(hostile)).to.throw(InputError, /teacher.indices: its ArrayBuffer is detached/);
+      expect(reads).to.equal(1);
     });
     it('gradOut may not overlap the teacher', () => {
       const buf = new Float64Array(8);
