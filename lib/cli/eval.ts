@@ -108,7 +108,7 @@ async function describeInputs(inputs: EvalInputs): Promise<EvalInputsInfo> {
  * bounds are the library's; only a log-probability sum within rounding of the bound may differ): the
  * values' file, and the row in it.
  */
-function sparseEntryError(err: unknown, sparse: SparseSource, firstRow: number): unknown {
+export function sparseEntryError(err: unknown, sparse: SparseSource, firstRow: number): unknown {
   if ((err as { code?: unknown })?.code !== 'ERR_KD_INPUT') return err;
   const m = /^teacher row (\d+): (.*)$/s.exec((err as Error).message);
   if (m === null) return err;

@@ -250,7 +250,7 @@ function checkEntries(s: SparseSource, indices: Int32Array, values: Float32Array
     if (sum > 1 + LOGPROB_SLACK) {
       throw arrayError(
         s.values.array,
-        `row ${firstRow + r}: the probabilities of its log-probabilities add up to ${sum}, more than 1 (--teacher-kind logprobs takes log-probabilities over the whole vocabulary)`,
+        `row ${firstRow + r}: its probabilities (e^value) add up to ${sum}, more than 1 (--teacher-kind logprobs takes log-probabilities over the whole vocabulary)`,
       );
     }
   }
