@@ -4,7 +4,7 @@
  * @module
  */
 import { DivergenceCode } from './backend/layout';
-import { HardKind, type KdJob, ReductionCode, reductionScale, TargetKind } from './backend/types';
+import { HardKind, type KdJob, ReductionCode, reductionScale, type SparseKdJob, TargetKind } from './backend/types';
 import { Call, runAsync, runSync } from './call';
 import { ConfigError, InputError, ShapeError } from './errors';
 import { CrossEntropyLoss, fusedSpec, type Loss } from './losses';
@@ -22,6 +22,7 @@ import {
   toMatrix,
 } from './matrix';
 import { type AsyncOptions, maskOf, optionsOf, type Reduction, reductionCode, reductionOf, signalOf, threadsOf } from './options';
+import { checkSparseTeacher, readSparseTeacher, SPARSE_INPLACE_MAX_BYTES, type SparseTeacher, sparseValuesRead } from './sparse';
 import { type PreparedTargets, prepareTargets, readTargets, targetsMatrixRead } from './targets';
 import { isFloat32Array, isFloat64Array, lengthOf } from './views';
 
@@ -181,7 +182,7 @@ export class DistillationLoss {
    * @param teacher teacher logits of the same shape
    * @param hardTargets one-hot/probability rows of the same shape, or one class index per row
    */
-  computeDistillation(student: MatrixInput, teacher: MatrixInput, hardTargets: Targets): number {
+  computeDistillation(student: MatrixInput, teacher: MatrixInput | SparseTeacher, hardTargets: Targets): number {
     return this.forward(student, teacher, hardTargets).loss;
   }
 
@@ -189,7 +190,7 @@ export class DistillationLoss {
    * Loss, its two terms, and optionally per-row losses and the gradient, in one native pass per row.
    * @throws ShapeError, InputError for bad inputs (see README)
    */
-  forward(student: MatrixInput, teacher: MatrixInput, hardTargets: Targets, options?: DistillationForwardOptions): DistillationResult {
+  forward(student: MatrixInput, teacher: MatrixInput | SparseTeacher, hardTargets: Targets, options?: DistillationForwardOptions): DistillationResult {
     return runSync(this.prepare(student, teacher, hardTargets, options, false));
   }
 
@@ -199,7 +200,7 @@ export class DistillationLoss {
    */
   async forwardAsync(
     student: MatrixInput,
-    teacher: MatrixInput,
+    teacher: MatrixInput | SparseTeacher,
     hardTargets: Targets,
     options?: DistillationForwardOptions & AsyncOptions,
   ): Promise<DistillationResult> {
@@ -207,7 +208,7 @@ export class DistillationLoss {
   }
 
   /** {@link computeDistillation} off the main thread (see {@link forwardAsync}). */
-  async computeDistillationAsync(student: MatrixInput, teacher: MatrixInput, hardTargets: Targets, options?: AsyncOptions): Promise<number> {
+  async computeDistillationAsync(student: MatrixInput, teacher: MatrixInput | SparseTeacher, hardTargets: Targets, options?: AsyncOptions): Promise<number> {
     const opts = optionsOf(options);
     return (await this.forwardAsync(student, teacher, hardTargets, { signal: opts.signal, threads: opts.threads })).loss;
   }
@@ -215,7 +216,7 @@ export class DistillationLoss {
   /** Validates a call, reading every argument and option once, and builds its job. */
   private prepare(
     student: MatrixInput,
-    teacher: MatrixInput,
+    teacher: MatrixInput | SparseTeacher,
     hardTargets: Targets,
     options: (DistillationForwardOptions & AsyncOptions) | undefined,
     async: boolean,
@@ -226,13 +227,16 @@ export class DistillationLoss {
     const normalizer = normalizerOf(normalizerOpt, reduction);
     const signal = async ? signalOf(opts.signal) : undefined;
     const sRead = readMatrix(student);
-    const tRead = readMatrix(teacher);
+    // A sparse (top-k) teacher (lib/sparse.ts), or dense logits.
+    const spRead = readSparseTeacher(teacher);
+    const tRead = spRead === null ? readMatrix(teacher) : sparseValuesRead(spRead);
     const yRead = readTargets(hardTargets);
     const dtype = callDType(sRead, tRead, targetsMatrixRead(yRead));
     const s = toMatrix(sRead, 'student', dtype);
-    const t = toMatrix(tRead, 'teacher', dtype);
-    expectShape(t, s.rows, s.cols, 'teacher');
     const { rows, cols } = s;
+    const sp = spRead === null ? null : checkSparseTeacher(spRead, rows, cols, dtype, this.divergence);
+    const t = sp === null ? toMatrix(tRead, 'teacher', dtype) : null;
+    if (t !== null) expectShape(t, rows, cols, 'teacher');
     const threads = threadsOf(threadsOpt, rows * cols, async);
     const fused = fusedSpec(this.hardLoss);
     // Class indices a backend reads are range-checked there, in its pass that counts the kept rows;
@@ -256,26 +260,28 @@ export class DistillationLoss {
     if (gradOut !== undefined) {
       grad = checkOut(gradOut, dtype, rows * cols, 'gradOut');
       // In place over the student only where the kernel alone reads it (a user-written loss reads it after).
+      // A sparse teacher's kernel keeps each row's entry logits aside to write in place (SPARSE_INPLACE_MAX_BYTES).
+      const inPlace = fused && (sp === null || sp.k * (dtype === 'float32' ? 4 : 8) <= SPARSE_INPLACE_MAX_BYTES);
       checkNoOverlap(
         grad,
         'gradOut',
         [
           [s.data, 'student'],
-          [t.data, 'teacher'],
+          ...(sp === null
+            ? [[t!.data, 'teacher'] as const]
+            : [[sp.indices, 'teacher.indices'] as const, [sp.values, 'teacher.values'] as const]),
           [targets.data, 'hardTargets'],
           [mask, 'mask'],
         ],
-        fused ? s.data : null,
+        inPlace ? s.data : null,
       );
     } else if (wantGrad) {
       grad = allocFloat(dtype, rows * cols);
     }
     const perRow = reduction === 'none';
-    const job: KdJob = {
-      op: 'kd',
+    const common = {
       dtype,
       student: s.data,
-      teacher: t.data,
       rows,
       cols,
       targets: fused ? targets.data : null,
@@ -297,6 +303,10 @@ export class DistillationLoss {
       argmax: argmax ? new Int32Array(2 * rows) : null,
       grad,
     };
+    const job: KdJob | SparseKdJob =
+      sp === null
+        ? { op: 'kd', teacher: t!.data, ...common }
+        : { op: 'sparseKd', indices: sp.indices, values: sp.values, k: sp.k, sparseKind: sp.kind, tail: sp.tail, ...common };
     return new KdCall(this, job, threads, async ? new Float64Array(3) : syncResults, signal, s, targets, fused !== null);
   }
 }
@@ -313,7 +323,7 @@ function normalizerOf(v: unknown, reduction: Reduction): number {
 class KdCall extends Call<DistillationResult> {
   constructor(
     private readonly loss: DistillationLoss,
-    override readonly job: KdJob,
+    override readonly job: KdJob | SparseKdJob,
     threads: number,
     results: Float64Array,
     signal: AbortSignal | undefined,

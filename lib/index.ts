@@ -7,6 +7,7 @@ import { nativeInfo } from './backend';
 
 export { DistillationLoss } from './distillation';
 export type { DistillationForwardOptions, DistillationOptions, DistillationResult, Divergence } from './distillation';
+export type { SparseTeacher, SparseTeacherKind } from './sparse';
 export { FeatureDistillationLoss } from './feature';
 export type { FeatureForwardOptions, FeatureResult } from './feature';
 export { AttentionTransferLoss } from './attention';

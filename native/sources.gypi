@@ -21,6 +21,7 @@
       "native/addon/args.cc",
       "native/addon/ops_kd.cc",
       "native/addon/ops_maps.cc",
+      "native/addon/ops_sparse.cc",
       "native/addon/work.cc"
     ],
 
@@ -68,7 +69,8 @@
       "native/tests/test_divergence.cc",
       "native/tests/test_maps.cc",
       "native/tests/test_vecmath.cc",
-      "native/tests/test_engine.cc"
+      "native/tests/test_engine.cc",
+      "native/tests/test_sparse.cc"
     ],
     "kd_native_bench_sources": [
       "native/bench/bench_main.cc",

@@ -73,7 +73,7 @@ describe('kdloss eval: 16-bit logits', () => {
         for await (const c of new chunks.ChunkReader(inputs, 4, { start: 13, end: 38 }).chunks()) {
           expect(c.student).to.be.instanceOf(Uint16Array);
           expect(Array.from(c.student)).to.deep.equal(Array.from(half[dt].s.bits.subarray(c.row * COLS, (c.row + c.rows) * COLS)));
-          expect(Array.from(c.teacher)).to.deep.equal(Array.from(half[dt].t.bits.subarray(c.row * COLS, (c.row + c.rows) * COLS)));
+          expect(Array.from(c.teacher!)).to.deep.equal(Array.from(half[dt].t.bits.subarray(c.row * COLS, (c.row + c.rows) * COLS)));
           if (c.labels) expect(Array.from(c.labels)).to.deep.equal(Array.from(Y.subarray(c.row, c.row + c.rows)));
           seen += c.rows;
         }

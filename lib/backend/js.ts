@@ -7,6 +7,7 @@ import { InputError } from '../errors';
 import type { FloatArray } from '../matrix';
 import { lengthOf, type View } from '../views';
 import { softDivergence } from './js-divergence';
+import { sparseKd } from './js-sparse';
 import { DivergenceCode, ReductionCode } from './layout';
 import {
   type AsyncHandle,
@@ -25,7 +26,7 @@ type KdRun = KdJob & { gradSoftScale: number; gradHardScale: number };
 /** An attention job with its gradient scale. */
 type AttentionRun = AttentionJob & { gradScale: number };
 
-function rowKept(job: KdJob, r: number): boolean {
+export function rowKept(job: KdJob, r: number): boolean {
   if (job.mask !== null && job.mask[r] === 0) return false;
   if ((job.targetKind === TargetKind.Int32 || job.targetKind === TargetKind.Uint32) && job.targets![r] === job.ignoreIndex) {
     return false;
@@ -36,7 +37,7 @@ function rowKept(job: KdJob, r: number): boolean {
 const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
 
 /** Row-sized scratch arrays of a distillation job. */
-interface RowScratch {
+export interface RowScratch {
   es: Float64Array;
   et: Float64Array;
   e1: Float64Array;
@@ -48,7 +49,7 @@ interface RowScratch {
  * One distillation row: returns [the soft term (the job's divergence), hard loss] and writes the row's
  * gradient when asked.
  */
-function kdRow(job: KdRun, r: number, scratch: RowScratch): [number, number] {
+export function kdRow(job: KdRun, r: number, scratch: RowScratch): [number, number] {
   const { es, et, e1, dq } = scratch;
   const C = job.cols;
   const o = r * C;
@@ -320,6 +321,9 @@ function run(job: Job, results: Float64Array): void {
     case 'kd':
       kd(job, results);
       break;
+    case 'sparseKd':
+      sparseKd(job, results, { kdRow, rowKept });
+      break;
     case 'feature':
       feature(job, results);
       break;
@@ -339,6 +343,18 @@ function buffersOf(job: Job): [View | null, string][] {
       return [
         [job.student, 'student'],
         [job.teacher, 'teacher'],
+        [job.targets, 'hardTargets'],
+        [job.mask, 'mask'],
+        [job.rowSoft, 'rowSoft'],
+        [job.rowHard, 'rowHard'],
+        [job.grad, 'grad'],
+        [job.argmax, 'argmax'],
+      ];
+    case 'sparseKd':
+      return [
+        [job.student, 'student'],
+        [job.indices, 'indices'],
+        [job.values, 'values'],
         [job.targets, 'hardTargets'],
         [job.mask, 'mask'],
         [job.rowSoft, 'rowSoft'],

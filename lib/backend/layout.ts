@@ -40,6 +40,12 @@ export const enum TargetKindCode {
   Uint32 = 3,
 }
 
+/** Values of the sparseKind param. */
+export const enum SparseKindCode {
+  Logits = 0,
+  Logprobs = 1,
+}
+
 /** Slots of kd's params array (params, then results). */
 export const enum KdSlot {
   Rows = 0,
@@ -75,6 +81,46 @@ export const enum KdBuffer {
   RowSoft = 6,
   RowHard = 7,
   Count = 8,
+}
+
+/** Slots of sparseKd's params array (params, then results). */
+export const enum SparseKdSlot {
+  Rows = 0,
+  Cols = 1,
+  K = 2,
+  Threads = 3,
+  Dtype = 4,
+  Temperature = 5,
+  Divergence = 6,
+  SparseKind = 7,
+  Tail = 8,
+  HardKind = 9,
+  TargetKind = 10,
+  Epsilon = 11,
+  LabelSmoothing = 12,
+  IgnoreIndex = 13,
+  SoftWeight = 14,
+  HardWeight = 15,
+  Reduction = 16,
+  Normalizer = 17,
+  SoftSum = 18,
+  HardSum = 19,
+  Kept = 20,
+  Length = 21,
+}
+
+/** Positions of sparseKd's buffers after (params, async). */
+export const enum SparseKdBuffer {
+  Student = 0,
+  Indices = 1,
+  Values = 2,
+  HardTargets = 3,
+  Grad = 4,
+  Mask = 5,
+  Argmax = 6,
+  RowSoft = 7,
+  RowHard = 8,
+  Count = 9,
 }
 
 /** Slots of feature's params array (params, then results). */

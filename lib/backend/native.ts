@@ -18,8 +18,10 @@ import {
   FeatureSlot,
   KdBuffer,
   KdSlot,
+  SparseKdBuffer,
+  SparseKdSlot,
 } from './layout';
-import type { AsyncHandle, AttentionJob, Backend, FeatureJob, Job, KdJob } from './types';
+import type { AsyncHandle, AttentionJob, Backend, FeatureJob, Job, KdJob, SparseKdJob } from './types';
 
 /** What the addon reports about its kernels. */
 export interface NativeInfo {
@@ -43,6 +45,7 @@ type Entry = (params: Float64Array, async: boolean, ...buffers: unknown[]) => Ra
 /** The raw addon surface (see native/addon/addon.cc). */
 export interface Addon {
   kd: Entry;
+  sparseKd: Entry;
   feature: Entry;
   attention: Entry;
   /** Hands the addon the helper async calls pin their buffers with (once per addon instance). */
@@ -91,6 +94,47 @@ function kdParams(job: KdJob, threads: number, p: Float64Array): Float64Array {
   p[KdSlot.Reduction] = job.reduction;
   p[KdSlot.Normalizer] = job.normalizer;
   return p;
+}
+
+function sparseKdParams(job: SparseKdJob, threads: number): Float64Array {
+  const p = new Float64Array(SparseKdSlot.Length);
+  p[SparseKdSlot.Rows] = job.rows;
+  p[SparseKdSlot.Cols] = job.cols;
+  p[SparseKdSlot.K] = job.k;
+  p[SparseKdSlot.Threads] = threads;
+  p[SparseKdSlot.Dtype] = DTYPE_CODE[job.dtype];
+  p[SparseKdSlot.Temperature] = job.temperature;
+  p[SparseKdSlot.Divergence] = job.divergence;
+  p[SparseKdSlot.SparseKind] = job.sparseKind;
+  p[SparseKdSlot.Tail] = job.tail ? 1 : 0;
+  p[SparseKdSlot.HardKind] = job.hard;
+  p[SparseKdSlot.TargetKind] = job.targetKind;
+  p[SparseKdSlot.Epsilon] = job.epsilon;
+  p[SparseKdSlot.LabelSmoothing] = job.labelSmoothing;
+  p[SparseKdSlot.IgnoreIndex] = job.ignoreIndex;
+  p[SparseKdSlot.SoftWeight] = job.softWeight;
+  p[SparseKdSlot.HardWeight] = job.hardWeight;
+  p[SparseKdSlot.Reduction] = job.reduction;
+  p[SparseKdSlot.Normalizer] = job.normalizer;
+  return p;
+}
+
+/** sparseKd's buffers in the layout's order (the tuple type fails to compile if it changes). */
+function sparseKdCall(addon: Addon, p: Float64Array, async: boolean, job: SparseKdJob): RawHandle | undefined {
+  const order: [
+    SparseKdBuffer.Student,
+    SparseKdBuffer.Indices,
+    SparseKdBuffer.Values,
+    SparseKdBuffer.HardTargets,
+    SparseKdBuffer.Grad,
+    SparseKdBuffer.Mask,
+    SparseKdBuffer.Argmax,
+    SparseKdBuffer.RowSoft,
+    SparseKdBuffer.RowHard,
+  ] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  void order;
+  const { student, indices, values, targets, grad, mask, argmax, rowSoft, rowHard } = job;
+  return addon.sparseKd(p, async, student, indices, values, targets, grad, mask, argmax, rowSoft, rowHard);
 }
 
 function featureParams(job: FeatureJob, threads: number): Float64Array {
@@ -162,6 +206,10 @@ function call(addon: Addon, job: Job, threads: number, async: boolean, syncKd: F
       params = kdParams(job, threads, async ? new Float64Array(KdSlot.Length) : syncKd);
       handle = kdCall(addon, params, async, job);
       break;
+    case 'sparseKd':
+      params = sparseKdParams(job, threads);
+      handle = sparseKdCall(addon, params, async, job);
+      break;
     case 'feature':
       params = featureParams(job, threads);
       handle = addon.feature(params, async, ...featureBuffers(job));
@@ -181,6 +229,11 @@ function readResults(job: Job, params: Float64Array, results: Float64Array): voi
       results[0] = params[KdSlot.SoftSum];
       results[1] = params[KdSlot.HardSum];
       results[2] = params[KdSlot.Kept];
+      break;
+    case 'sparseKd':
+      results[0] = params[SparseKdSlot.SoftSum];
+      results[1] = params[SparseKdSlot.HardSum];
+      results[2] = params[SparseKdSlot.Kept];
       break;
     case 'feature':
       for (let l = 0; l < job.layers.length; l++) {

@@ -6,9 +6,9 @@
  * @module
  */
 import type { DType, FloatArray } from '../matrix';
-import { type DivergenceCode, type HardKindCode, ReductionCode, type TargetKindCode } from './layout';
+import { type DivergenceCode, type HardKindCode, ReductionCode, type SparseKindCode, type TargetKindCode } from './layout';
 
-export { DivergenceCode, HardKindCode as HardKind, ReductionCode, TargetKindCode as TargetKind } from './layout';
+export { DivergenceCode, HardKindCode as HardKind, ReductionCode, SparseKindCode, TargetKindCode as TargetKind } from './layout';
 
 /**
  * One distillation computation over `rows x cols` logits. Results: [sum of row soft terms, sum of
@@ -48,6 +48,23 @@ export interface KdJob {
   argmax: Int32Array | null;
   /** Gradient output (rows * cols), or null. */
   grad: FloatArray | null;
+}
+
+/**
+ * A distillation job whose teacher is sparse (lib/sparse.ts): everything of a {@link KdJob} but the
+ * dense teacher, plus each row's k entries. argmax's teacher half holds the token of each row's largest
+ * entry.
+ */
+export interface SparseKdJob extends Omit<KdJob, 'op' | 'teacher'> {
+  readonly op: 'sparseKd';
+  /** rows * k tokens, -1 for an unused slot. */
+  indices: Int32Array;
+  /** rows * k values, the student's dtype. */
+  values: FloatArray;
+  k: number;
+  sparseKind: SparseKindCode;
+  /** logprobs only: the tail bucket. */
+  tail: boolean;
 }
 
 /** One layer of a feature job. */
@@ -90,7 +107,7 @@ export interface AttentionJob {
 }
 
 /** Any job. */
-export type Job = KdJob | FeatureJob | AttentionJob;
+export type Job = KdJob | SparseKdJob | FeatureJob | AttentionJob;
 
 /** Work running off the main thread. */
 export interface AsyncHandle {
@@ -114,7 +131,7 @@ export interface Backend {
 
 /** Length of a job's results array. */
 export function resultsLength(job: Job): number {
-  return job.op === 'kd' ? 3 : job.op === 'feature' ? job.layers.length : 1;
+  return job.op === 'kd' || job.op === 'sparseKd' ? 3 : job.op === 'feature' ? job.layers.length : 1;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * The chunks of rows `kdloss eval` reads from its inputs (inputs.ts): rows of the student and teacher
- * logits and of the optional labels, read chunk by chunk into two preallocated buffer sets, the next
+ * logits (or of a sparse teacher's entries, sparse-teacher.ts) and of the optional labels, read chunk by chunk into two preallocated buffer sets, the next
  * chunk being read while the caller works on the current one. Memory is bounded by the two sets
  * whatever the file size.
  * @module
@@ -11,6 +11,7 @@ import { CliError, FileError } from './errors';
 import type { EvalInputs } from './inputs';
 import { convertLabels } from './labels';
 import type { LogitsType } from './source';
+import { allocSparse, readSparse, type SparseBuffers, type SparseChunk, sparseRowBytes } from './sparse-teacher';
 
 export { closeInputs, type EvalInputs, type InputFiles, type LabelsKind, openInputs } from './inputs';
 
@@ -38,11 +39,14 @@ export const ROW_ALIGN = 64;
 /** WebAssembly's memory constructor (absent under --jitless). */
 const wasm = (globalThis as { WebAssembly?: { Memory: new (d: { initial: number; maximum?: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
 
-/** One buffer for the four logits arrays (two sets of student and teacher), each ROW_ALIGN-aligned with room to shift. */
-function logitsBuffer(dtype: LogitsType, elements: number): { buffer: ArrayBuffer | undefined; stride: number } {
+/**
+ * One buffer for the `slots` logits arrays (two sets of student and dense teacher, or of the student
+ * alone), each ROW_ALIGN-aligned with room to shift.
+ */
+function logitsBuffer(dtype: LogitsType, elements: number, slots: number): { buffer: ArrayBuffer | undefined; stride: number } {
   const itemsize = dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : 2;
   const stride = Math.ceil((elements * itemsize + ROW_ALIGN) / ROW_ALIGN) * ROW_ALIGN;
-  const pages = Math.ceil((4 * stride) / 65536);
+  const pages = Math.ceil((slots * stride) / 65536);
   if (wasm !== undefined && pages <= 65536) {
     try {
       return { buffer: new wasm.Memory({ initial: pages, maximum: pages }).buffer, stride };
@@ -59,7 +63,10 @@ export interface Chunk {
   row: number;
   rows: number;
   student: LogitsArray;
-  teacher: LogitsArray;
+  /** Dense teacher logits (null with a sparse teacher). */
+  teacher: LogitsArray | null;
+  /** A sparse teacher's entries, checked (null with a dense teacher). */
+  sparse: SparseChunk | null;
   /** Class indices in [0, cols), or the ignore index (null without labels). */
   labels: Int32Array | null;
 }
@@ -71,7 +78,8 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
 /** One set of chunk buffers. */
 interface BufferSet {
   student: LogitsArray;
-  teacher: LogitsArray;
+  teacher: LogitsArray | null;
+  sparse: SparseBuffers | null;
   /** Raw label bytes (null without labels). */
   labelsRaw: Uint8Array | null;
   labels: Int32Array | null;
@@ -87,9 +95,10 @@ function fmtBytes(b: number): string {
 
 /** The bytes the two buffer sets of `rows`-row chunks take. */
 function chunkBytes(inputs: EvalInputs, rows: number): number {
-  const logits = 2 * rows * inputs.cols * inputs.student.array.itemsize;
+  const logits = (inputs.teacher ? 2 : 1) * rows * inputs.cols * inputs.student.array.itemsize;
+  const sparse = inputs.sparse ? rows * sparseRowBytes(inputs.sparse) : 0;
   const labels = inputs.labels ? rows * (inputs.labels.rowBytes + 4) : 0;
-  return 2 * (logits + labels);
+  return 2 * (logits + sparse + labels);
 }
 
 /**
@@ -162,12 +171,13 @@ export class ChunkReader {
     checkChunkSize(inputs, chunkRows, given);
     const slack = ROW_ALIGN / inputs.student.array.itemsize;
     const elements = chunkRows * inputs.cols + slack;
-    const { buffer, stride } = logitsBuffer(inputs.dtype, elements);
+    const { buffer, stride } = logitsBuffer(inputs.dtype, elements, inputs.teacher ? 4 : 2);
     let slot = 0;
     const logits = (): LogitsArray => allocLogits(inputs.dtype, elements, buffer, stride * slot++);
     const make = (): BufferSet => ({
       student: logits(),
-      teacher: logits(),
+      teacher: inputs.teacher ? logits() : null,
+      sparse: inputs.sparse ? allocSparse(inputs.sparse, chunkRows, inputs.cols) : null,
       labelsRaw: inputs.labels ? new Uint8Array(chunkRows * inputs.labels.rowBytes) : null,
       labels: inputs.labels ? new Int32Array(chunkRows) : null,
     });
@@ -186,13 +196,14 @@ export class ChunkReader {
 
   /** Reads rows [row, row + n) into `set`, placed as {@link ROW_ALIGN} says. */
   private async read(set: BufferSet, row: number, n: number): Promise<Chunk> {
-    const { student, teacher, labels, cols } = this.inputs;
+    const { student, teacher, sparse, labels, cols } = this.inputs;
     const shift = ((ROW_ALIGN - ((row * student.rowBytes) % ROW_ALIGN)) % ROW_ALIGN) / student.array.itemsize;
     const s = set.student.subarray(shift, shift + n * cols);
-    const t = set.teacher.subarray(shift, shift + n * cols);
-    await Promise.all([
+    const t = teacher ? set.teacher!.subarray(shift, shift + n * cols) : null;
+    const [, , entries] = await Promise.all([
       student.readRows(row, n, bytesOf(s)),
-      teacher.readRows(row, n, bytesOf(t)),
+      teacher ? teacher.readRows(row, n, bytesOf(t!)) : undefined,
+      sparse ? readSparse(sparse, set.sparse!, row, n, cols) : null,
       labels ? labels.readRows(row, n, set.labelsRaw!) : undefined,
     ]);
     if (labels) convertLabels(labels, set.labelsRaw!, n, cols, row, set.labels!, this.ignoreIndex);
@@ -201,6 +212,7 @@ export class ChunkReader {
       rows: n,
       student: s,
       teacher: t,
+      sparse: entries,
       labels: set.labels ? set.labels.subarray(0, n) : null,
     };
   }

@@ -2,17 +2,20 @@
  * `kdloss eval`: reads the student/teacher logits (and optional labels) in chunks (chunks.ts),
  * computes each chunk with {@link DistillationLoss.forwardAsync} while the next one is read, adds the
  * chunk's rows to an {@link EvalAccumulator} and writes the per-sample losses as they come. 16-bit
- * logits go to the library as they are stored (`{ data: Uint16Array, rows, cols, dtype }`).
+ * logits go to the library as they are stored (`{ data: Uint16Array, rows, cols, dtype }`); a sparse
+ * teacher's entries as the library's SparseTeacher (sparse-teacher.ts).
  * @module
  */
 import { setTimeout as sleep } from 'timers/promises';
-import { CrossEntropyLoss, DistillationLoss, type Divergence, getBackend, isa, type Matrix } from '../index';
+import { CrossEntropyLoss, DistillationLoss, type Divergence, getBackend, isa, type Matrix, type SparseTeacher } from '../index';
 import { EvalAccumulator } from './accumulator';
-import { ChunkReader, closeInputs, type EvalInputs, type LogitsArray, openInputs } from './chunks';
-import { InterruptedError, STOP_SIGNALS } from './errors';
+import { type Chunk, ChunkReader, closeInputs, type EvalInputs, type LogitsArray, openInputs } from './chunks';
+import { FileError, InterruptedError, STOP_SIGNALS } from './errors';
 import { NpyF64Writer } from './npy';
+import type { NamedInput } from './output';
 import { shardRange, type ShardSpec } from './shards';
 import type { ArraySource, InputFile, LogitsType } from './source';
+import type { SparseSource, SparseTeacherSpec } from './sparse-teacher';
 import { type EvalInputsInfo, type EvalSettings, type EvalSummary, type InputInfo, type ShardInfo, summarize } from './summary';
 
 export type { ClassTotals } from './accumulator';
@@ -26,8 +29,10 @@ export const DEFAULT_IGNORE_INDEX = -100;
 export interface EvalConfig {
   /** Student logits: .npy or safetensors, float, rank >= 2 (the last axis is the classes). */
   student: string;
-  /** Teacher logits: same rows, classes and dtype. */
-  teacher: string;
+  /** Teacher logits: same rows, classes and dtype (or `sparseTeacher`). */
+  teacher?: string;
+  /** A sparse (top-k) teacher instead of `teacher`. */
+  sparseTeacher?: SparseTeacherSpec;
   /** Optional labels: integer class indices of the logits' leading shape, or one-hot rows. */
   labels?: string;
   /** The tensors of safetensors files (default: the file's only tensor). */
@@ -91,12 +96,38 @@ async function describeInputs(inputs: EvalInputs): Promise<EvalInputsInfo> {
     if (!prints.has(file)) prints.set(file, file.fingerprint());
     return { file: a.file, format: a.format, key: a.key, shape: [...a.shape], dtype: a.dtype!, bytes: file.size, fingerprint: await prints.get(file)! };
   };
-  const { fileOf } = inputs;
-  return {
+  const { fileOf, sparse } = inputs;
+  const described: EvalInputsInfo = {
     student: await info(fileOf.student, inputs.student.array),
-    teacher: await info(fileOf.teacher, inputs.teacher.array),
+    teacher: inputs.teacher && fileOf.teacher ? await info(fileOf.teacher, inputs.teacher.array) : null,
     labels: inputs.labels && fileOf.labels ? await info(fileOf.labels, inputs.labels.array) : null,
   };
+  if (sparse) {
+    described.teacherIndices = await info(sparse.indicesFile, sparse.indices.array);
+    described.teacherValues = await info(sparse.valuesFile, sparse.values.array);
+  }
+  return described;
+}
+
+/**
+ * A library InputError on a sparse teacher's entries the checks of sparse-teacher.ts let through (its
+ * bounds are the library's; only a log-probability sum within rounding of the bound may differ): the
+ * values' file, and the row in it.
+ */
+export function sparseEntryError(err: unknown, sparse: SparseSource, firstRow: number): unknown {
+  if ((err as { code?: unknown })?.code !== 'ERR_KD_INPUT') return err;
+  const m = /^teacher row (\d+): (.*)$/s.exec((err as Error).message);
+  if (m === null) return err;
+  return new FileError(sparse.values.array.file, `row ${firstRow + Number(m[1])}: ${m[2]}`);
+}
+
+/** A chunk's teacher as the library takes it: dense logits or the sparse teacher's entries. */
+function teacherOf(chunk: Chunk, inputs: EvalInputs): Matrix | SparseTeacher {
+  const n = chunk.rows;
+  const sp = inputs.sparse;
+  if (sp === null) return matrixOf(chunk.teacher!, n, inputs.cols, inputs.dtype);
+  const { k, kind, tail } = sp.settings;
+  return { indices: chunk.sparse!.indices, values: chunk.sparse!.values, rows: n, k, kind, tail };
 }
 
 /**
@@ -139,10 +170,18 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
     described.catch(() => undefined); // awaited below; not unhandled while the rows are read
 
     if (config.perSample !== undefined) {
-      const named = (['student', 'teacher', 'labels'] as const).flatMap((flag) => {
+      const named: NamedInput[] = (['student', 'teacher', 'labels'] as const).flatMap((flag) => {
         const source = inputs[flag];
         return source ? [{ flag, file: source.array.file, identity: source.array.identity }] : [];
       });
+      if (inputs.sparse) {
+        for (const [flag, a] of [
+          ['teacher-indices', inputs.sparse.indices.array],
+          ['teacher-values', inputs.sparse.values.array],
+        ] as const) {
+          named.push({ flag: inputs.sparse.indicesFile === inputs.sparse.valuesFile ? 'teacher-topk' : flag, file: a.file, identity: a.identity });
+        }
+      }
       writer = await NpyF64Writer.create(config.perSample, count, named);
     }
     config.onStart?.({ rows: count, cols, dtype, chunkRows });
@@ -156,15 +195,15 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
         const n = chunk.rows;
         let res;
         try {
-          res = await kd.forwardAsync(
-            matrixOf(chunk.student, n, cols, dtype),
-            matrixOf(chunk.teacher, n, cols, dtype),
-            chunk.labels ?? noLabels!.subarray(0, n),
-            { reduction: 'none', argmax: true, threads: config.threads, signal },
-          );
+          res = await kd.forwardAsync(matrixOf(chunk.student, n, cols, dtype), teacherOf(chunk, inputs), chunk.labels ?? noLabels!.subarray(0, n), {
+            reduction: 'none',
+            argmax: true,
+            threads: config.threads,
+            signal,
+          });
         } catch (err) {
           if (isAbort(err) || signal?.aborted) throw interrupted();
-          throw err;
+          throw inputs.sparse ? sparseEntryError(err, inputs.sparse, chunk.row) : err;
         }
         acc.add({
           rows: n,
@@ -211,6 +250,7 @@ export async function evaluate(config: EvalConfig): Promise<EvalSummary> {
       dtype,
       labels: inputs.labels ? { kind: inputs.labelsKind!, dtype: inputs.labels.array.dtype! } : null,
     };
+    if (inputs.sparse) settings.teacher = { ...inputs.sparse.settings };
     const shardInfo: ShardInfo | null = shard ? { index: shard.index, count: shard.count, rowStart: start, rowEnd: end, totalRows: rows } : null;
     return summarize(settings, info, shardInfo, acc, {
       seconds,

@@ -12,6 +12,11 @@ import { isNpy, NpyFile } from './npy';
 import { looksLikeSafetensors, quoteName, SafetensorsFile } from './safetensors';
 import type { ArraySource, InputFile } from './source';
 
+/** A problem with one array: the file, and the tensor in a file of several. */
+export function arrayError(a: ArraySource, problem: string): FileError {
+  return new FileError(a.file, a.key === null ? problem : `tensor ${quoteName(a.key)}: ${problem}`);
+}
+
 /** Names listed in a message about a file of several tensors. */
 const LIST_MAX = 10;
 

@@ -3,14 +3,17 @@
  * arrays the flags select, checked against each other, and read as rows: logits of any rank >= 2 as
  * rows of classes (the last axis; the leading axes flattened, like view(-1, V)), labels of the
  * logits' leading shape (or that shape flattened) as one class index per row, or one-hot rows of the
- * logits' shape.
+ * logits' shape. The teacher is dense logits like the student's, or sparse: top-k entries per row
+ * (sparse-teacher.ts).
  * @module
  */
-import { CliError, FileError } from './errors';
-import { openInput, selectArray } from './formats';
+import { CliError } from './errors';
+import { arrayError, openInput, selectArray } from './formats';
 import { shapeStr } from './npy';
-import { quoteName } from './safetensors';
 import { type ArraySource, arrayName, type InputFile, isFloatType, type LogitsType, rowsOf, type RowSource } from './source';
+import { checkSparseArrays, selectSparseArrays, type SparseArrays, type SparseSource, type SparseTeacherSpec } from './sparse-teacher';
+
+export { arrayError } from './formats';
 
 /** 'indices' (integer class indices) or 'one-hot' (float rows of the logits' shape). */
 export type LabelsKind = 'indices' | 'one-hot';
@@ -18,7 +21,9 @@ export type LabelsKind = 'indices' | 'one-hot';
 /** The files and keys of an evaluation, as given on the command line. */
 export interface InputFiles {
   student: string;
-  teacher: string;
+  /** Dense teacher logits; or `sparseTeacher`. */
+  teacher?: string;
+  sparseTeacher?: SparseTeacherSpec;
   labels?: string;
   studentKey?: string;
   teacherKey?: string;
@@ -30,10 +35,13 @@ export interface EvalInputs {
   /** Every file opened, each once. */
   files: InputFile[];
   student: RowSource;
-  teacher: RowSource;
+  /** Dense teacher logits (null with a sparse teacher). */
+  teacher: RowSource | null;
+  /** A sparse (top-k) teacher (null with a dense one). */
+  sparse: SparseSource | null;
   labels: RowSource | null;
-  /** The input files by role, for fingerprints and messages. */
-  fileOf: { student: InputFile; teacher: InputFile; labels: InputFile | null };
+  /** The input files by role, for fingerprints and messages (the sparse teacher's in `sparse`). */
+  fileOf: { student: InputFile; teacher: InputFile | null; labels: InputFile | null };
   /** Rows: the product of the logits' leading axes. */
   rows: number;
   /** Classes: the logits' last axis. */
@@ -42,14 +50,9 @@ export interface EvalInputs {
   labelsKind: LabelsKind | null;
 }
 
-/** A problem with one array: the file, and the tensor in a file of several. */
-export function arrayError(a: ArraySource, problem: string): FileError {
-  return new FileError(a.file, a.key === null ? problem : `tensor ${quoteName(a.key)}: ${problem}`);
-}
-
-/** Checks the logits' headers: float, rank >= 2, non-empty, student and teacher alike. */
-function checkLogits(student: ArraySource, teacher: ArraySource): { rows: number; cols: number; dtype: LogitsType } {
-  for (const a of [student, teacher]) {
+/** Checks the logits' headers: float, rank >= 2, non-empty, student and (dense) teacher alike. */
+function checkLogits(student: ArraySource, teacher: ArraySource | null): { rows: number; cols: number; dtype: LogitsType } {
+  for (const a of teacher === null ? [student] : [student, teacher]) {
     if (!isFloatType(a.dtype)) {
       throw arrayError(a, `unsupported dtype ${a.typeName} for logits (expected float16, bfloat16, float32 or float64)`);
     }
@@ -61,6 +64,7 @@ function checkLogits(student: ArraySource, teacher: ArraySource): { rows: number
   }
   const cols = student.shape[student.shape.length - 1];
   const rows = student.size / cols;
+  if (teacher === null) return { rows, cols, dtype: student.dtype as LogitsType };
   const tc = teacher.shape[teacher.shape.length - 1];
   const tr = teacher.size / tc;
   if (student.dtype !== teacher.dtype) {
@@ -114,17 +118,28 @@ export async function openInputs(spec: InputFiles): Promise<EvalInputs> {
   try {
     const sf = await open(spec.student);
     const student = selectArray(sf, spec.studentKey, 'student');
-    const tf = await open(spec.teacher);
-    const teacher = selectArray(tf, spec.teacherKey, 'teacher');
+    let tf: InputFile | null = null;
+    let teacher: ArraySource | null = null;
+    let sparseArrays: SparseArrays | null = null;
+    if (spec.sparseTeacher !== undefined) {
+      if (spec.teacher !== undefined || spec.teacherKey !== undefined) throw new CliError('a dense teacher (--teacher, --teacher-key) and a sparse one at once');
+      sparseArrays = await selectSparseArrays(spec.sparseTeacher, open);
+    } else {
+      if (spec.teacher === undefined) throw new CliError('no teacher: --teacher FILE, or a sparse teacher (--teacher-topk FILE)');
+      tf = await open(spec.teacher);
+      teacher = selectArray(tf, spec.teacherKey, 'teacher');
+    }
     const lf = spec.labels !== undefined ? await open(spec.labels) : null;
     if (lf === null && spec.labelsKey !== undefined) throw new CliError('--labels-key needs --labels FILE');
     const labels = lf !== null ? selectArray(lf, spec.labelsKey, 'labels') : null;
     const { rows, cols, dtype } = checkLogits(student, teacher);
+    const sparse = sparseArrays === null ? null : checkSparseArrays(sparseArrays, spec.sparseTeacher!, student, rows, cols, dtype);
     const labelsKind = labels ? checkLabels(labels, student, rows, cols) : null;
     return {
       files: [...byName.values()],
       student: rowsOf(student, cols),
-      teacher: rowsOf(teacher, cols),
+      teacher: teacher === null ? null : rowsOf(teacher, cols),
+      sparse,
       labels: labels ? rowsOf(labels, labelsKind === 'one-hot' ? cols : 1) : null,
       fileOf: { student: sf, teacher: tf, labels: lf },
       rows,

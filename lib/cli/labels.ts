@@ -3,7 +3,7 @@
  * integer class indices of any width or from one-hot float rows (16-bit ones compared bit by bit).
  * @module
  */
-import { arrayError } from './inputs';
+import { arrayError } from './formats';
 import type { RowSource } from './source';
 
 /** The bits of 1.0 in the 16-bit formats; 0 is 0x0000 or 0x8000 (-0) in both. */

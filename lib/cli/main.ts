@@ -11,6 +11,7 @@ import { escapeText, firstLine, parseArgsMessage } from '../util/text';
 import type { ProgressBar } from './report';
 import { CliError, EXIT_INPUT, fsProblem, EXIT_INTERNAL, EXIT_OK, signalExitCode, STOP_SIGNALS, type StopSignal, UsageError } from './errors';
 import { parseShard } from './shards';
+import type { SparseTeacherSpec } from './sparse-teacher';
 import { EVAL_USAGE, MERGE_USAGE, USAGE } from './usage';
 
 /** Parses a number flag. */
@@ -62,6 +63,46 @@ function divergenceFlag(name: string | undefined, beta: string | undefined): { d
   return { divergence, beta: b };
 }
 
+/**
+ * The sparse teacher the flags give (--teacher-topk, or --teacher-indices and --teacher-values, with
+ * --teacher-kind and --tail / --no-tail), or undefined for a dense --teacher.
+ * @throws UsageError for no teacher, both kinds of teacher, or a sparse teacher's flag that is missing or out of place
+ */
+function sparseTeacherFlags(str: (k: string) => string | undefined, tail: boolean, noTail: boolean): SparseTeacherSpec | undefined {
+  const topk = str('teacher-topk');
+  const indices = str('teacher-indices');
+  const values = str('teacher-values');
+  const kind = str('teacher-kind');
+  const pair = indices !== undefined || values !== undefined;
+  if (topk === undefined && !pair) {
+    if (str('teacher') === undefined) {
+      throw new UsageError('eval: --teacher FILE is required, or a sparse teacher: --teacher-topk FILE, or --teacher-indices and --teacher-values (see kdloss eval --help)');
+    }
+    for (const [flag, given] of [
+      ['teacher-kind', kind !== undefined],
+      ['tail', tail],
+      ['no-tail', noTail],
+    ] as const) {
+      if (given) throw new UsageError(`--${flag}: only with a sparse teacher (--teacher-topk, or --teacher-indices and --teacher-values)`);
+    }
+    return undefined;
+  }
+  const sparseFlag = topk !== undefined ? '--teacher-topk' : indices !== undefined ? '--teacher-indices' : '--teacher-values';
+  if (str('teacher') !== undefined) throw new UsageError(`--teacher and ${sparseFlag}: give one teacher, dense logits or a sparse top-k one`);
+  if (str('teacher-key') !== undefined) throw new UsageError(`--teacher-key: picks a tensor of --teacher; ${sparseFlag} reads tensors named 'indices' and 'values'`);
+  if (topk !== undefined && pair) throw new UsageError(`--teacher-topk and ${indices !== undefined ? '--teacher-indices' : '--teacher-values'}: give one file of both tensors, or two files`);
+  if (topk === undefined && (indices === undefined || values === undefined)) {
+    throw new UsageError(indices === undefined ? '--teacher-values: needs --teacher-indices FILE' : '--teacher-indices: needs --teacher-values FILE');
+  }
+  if (kind === undefined) {
+    throw new UsageError(`${sparseFlag}: --teacher-kind logits|logprobs is required (what the top-k values are: raw logits, or log-probabilities over the whole vocabulary)`);
+  }
+  if (kind !== 'logits' && kind !== 'logprobs') throw new UsageError(`--teacher-kind: expected logits or logprobs, got '${kind}'`);
+  if (tail && noTail) throw new UsageError('--tail and --no-tail: give one');
+  if (tail && kind === 'logits') throw new UsageError('--tail: only with --teacher-kind logprobs (logits say nothing of the mass outside the entries)');
+  return { topk, indices, values, kind, tail: kind === 'logprobs' && !noTail };
+}
+
 async function runEval(argv: string[], io: Io): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -72,6 +113,12 @@ async function runEval(argv: string[], io: Io): Promise<number> {
       options: {
         student: { type: 'string' },
         teacher: { type: 'string' },
+        'teacher-topk': { type: 'string' },
+        'teacher-indices': { type: 'string' },
+        'teacher-values': { type: 'string' },
+        'teacher-kind': { type: 'string' },
+        tail: { type: 'boolean' },
+        'no-tail': { type: 'boolean' },
         labels: { type: 'string' },
         'student-key': { type: 'string' },
         'teacher-key': { type: 'string' },
@@ -98,15 +145,17 @@ async function runEval(argv: string[], io: Io): Promise<number> {
     return EXIT_OK;
   }
   const str = (k: string): string | undefined => values[k] as string | undefined;
-  for (const k of ['student', 'teacher']) {
-    if (str(k) === undefined) throw new UsageError(`eval: --${k} FILE is required (see kdloss eval --help)`);
-  }
-  for (const k of ['student', 'teacher', 'labels', 'per-sample']) {
+  if (str('student') === undefined) throw new UsageError('eval: --student FILE is required (see kdloss eval --help)');
+  for (const k of ['student', 'teacher', 'teacher-topk', 'teacher-indices', 'teacher-values', 'labels', 'per-sample']) {
     if (str(k) === '') throw new UsageError(`--${k}: expected a file name, got ''`);
   }
+  const sparseTeacher = sparseTeacherFlags(str, values.tail === true, values['no-tail'] === true);
   const temperature = numberFlag('temperature', str('temperature'), 4, (x) => Number.isFinite(x) && x > 0, 'a finite number > 0');
   const alpha = numberFlag('alpha', str('alpha'), 0.7, (x) => x >= 0 && x <= 1, 'a number in [0, 1]');
   const divergence = divergenceFlag(str('divergence'), str('beta'));
+  if (sparseTeacher !== undefined && divergence.divergence !== 'kl') {
+    throw new UsageError(`--divergence ${divergence.divergence}: a sparse teacher takes only kl (reverse KL, JSD and TVD need the teacher's mass everywhere the student has some)`);
+  }
   const threads = intFlag('threads', str('threads'), 1, 1024);
   const chunkRows = intFlag('chunk-rows', str('chunk-rows'), 1, 1 << 24);
   const perSample = str('per-sample');
@@ -135,7 +184,8 @@ async function runEval(argv: string[], io: Io): Promise<number> {
   try {
     const summary = await evaluate({
       student: str('student')!,
-      teacher: str('teacher')!,
+      teacher: str('teacher'),
+      sparseTeacher,
       labels: str('labels'),
       studentKey: str('student-key'),
       teacherKey: str('teacher-key'),

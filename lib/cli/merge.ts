@@ -2,7 +2,8 @@
  * `kdloss merge`: the --json reports of the shards of one evaluation (kdloss eval --shard i/n) into
  * the report of one run over all the rows. Each report is checked whole before anything is merged
  * (reports are files, and may be anything); the reports must be of one split, every shard once, with
- * the same settings and the same inputs (by size and fingerprint, wherever the files were).
+ * the same settings (a sparse teacher's k, kind and tail among them) and the same inputs (by size and
+ * fingerprint, wherever the files were).
  * @module
  */
 import { promises as fsp } from 'fs';
@@ -83,6 +84,19 @@ function settingsOf(v: unknown, bad: (p: string) => never): EvalSettings {
   if (l !== null && !(isObj(l) && (l.kind === 'indices' || l.kind === 'one-hot') && typeof l.dtype === 'string')) {
     bad('settings.labels: expected null or { kind, dtype }');
   }
+  const t = s.teacher as unknown;
+  if (t !== undefined) {
+    const ok =
+      isObj(t) &&
+      t.format === 'sparse' &&
+      isCount(t.k) &&
+      t.k >= 1 &&
+      t.k <= s.cols! &&
+      (t.kind === 'logits' || t.kind === 'logprobs') &&
+      typeof t.tail === 'boolean' &&
+      !(t.kind === 'logits' && t.tail);
+    if (!ok) bad("settings.teacher: expected { format: 'sparse', k, kind, tail } (k in 1..cols; tail only with logprobs)");
+  }
   return v as unknown as EvalSettings;
 }
 
@@ -117,11 +131,19 @@ export async function readReport(file: string): Promise<ShardReport> {
   const settings = settingsOf(doc.settings, bad);
   const ins = doc.inputs;
   if (!isObj(ins)) return bad('inputs: expected an object');
+  const sparse = settings.teacher !== undefined;
   const inputs: EvalInputsInfo = {
     student: inputInfo(ins.student, 'student', bad),
-    teacher: inputInfo(ins.teacher, 'teacher', bad),
+    teacher: sparse && ins.teacher === null ? null : inputInfo(ins.teacher, 'teacher', bad),
     labels: ins.labels === null ? null : inputInfo(ins.labels, 'labels', bad),
   };
+  if (sparse) {
+    if (inputs.teacher !== null) bad('inputs.teacher: expected null with a sparse teacher');
+    inputs.teacherIndices = inputInfo(ins.teacherIndices, 'teacherIndices', bad);
+    inputs.teacherValues = inputInfo(ins.teacherValues, 'teacherValues', bad);
+  } else if (ins.teacherIndices !== undefined || ins.teacherValues !== undefined) {
+    bad('inputs.teacherIndices: only with a sparse teacher (settings.teacher)');
+  }
   if ((inputs.labels === null) !== (settings.labels === null)) bad('inputs.labels and settings.labels disagree');
   if (!isCount(doc.rows)) bad('rows: expected a count');
   const rows = doc.rows as number;
@@ -168,9 +190,9 @@ function common<T>(values: T[], mixed: T): T {
 export function mergeReports(reports: ShardReport[]): EvalSummary {
   const first = reports[0];
   const sameInputs = (r: ShardReport): string | null => {
-    for (const role of ['student', 'teacher', 'labels'] as const) {
-      const a = first.inputs[role];
-      const b = r.inputs[role];
+    for (const role of ['student', 'teacher', 'teacherIndices', 'teacherValues', 'labels'] as const) {
+      const a = first.inputs[role] ?? null;
+      const b = r.inputs[role] ?? null;
       const strip = (i: InputInfo | null): unknown => (i === null ? null : { ...i, file: undefined });
       if (canonical(strip(a)) !== canonical(strip(b))) {
         const what =
@@ -180,12 +202,20 @@ export function mergeReports(reports: ShardReport[]): EvalSummary {
                 .filter((k) => canonical(a[k]) !== canonical(b[k]))
                 .map((k) => `${k} ${canonical(b[k]).slice(0, 80)} vs ${canonical(a[k]).slice(0, 80)}`)
                 .join(', ');
-        return `its --${role} input is not ${first.file}'s (${what})`;
+        const flag = role === 'teacherIndices' ? 'teacher-indices' : role === 'teacherValues' ? 'teacher-values' : role;
+        return `its --${flag} input is not ${first.file}'s (${what})`;
       }
     }
     return null;
   };
+  const teacherOf = (r: ShardReport): string => {
+    const t = r.settings.teacher;
+    return t === undefined ? 'a dense teacher' : `a sparse teacher (top-${t.k} ${t.kind}${t.kind === 'logprobs' ? (t.tail ? ' with the tail bucket' : ', no tail') : ''})`;
+  };
   for (const r of reports.slice(1)) {
+    if (canonical(r.settings.teacher) !== canonical(first.settings.teacher)) {
+      throw new CliError(`${r.file}: settings differ from ${first.file}'s (${teacherOf(r)} vs ${teacherOf(first)})`);
+    }
     if (canonical(r.settings) !== canonical(first.settings)) {
       const keys = [...new Set([...Object.keys(first.settings), ...Object.keys(r.settings)])];
       const diff = keys

@@ -4,7 +4,7 @@
  */
 import { escapeText } from '../util/text';
 import type { HistogramBin } from './histogram';
-import type { EvalSummary, InputInfo } from './summary';
+import type { EvalSummary, InputInfo, TeacherInfo } from './summary';
 
 /** Classes listed in the text report's per-class table (all of them are in the JSON). */
 export const MAX_TEXT_CLASSES = 50;
@@ -79,6 +79,44 @@ function divergenceOf(st: EvalSummary['settings']): { name: string; short: strin
   }
 }
 
+/** Where a sparse teacher's KL is taken. */
+function softSupport(t: TeacherInfo): string {
+  if (t.format === 'dense') return '';
+  return t.tail ? " over the teacher's top-k and the tail bucket" : " over the teacher's top-k";
+}
+
+/** A ratio as '1,000x', '42x', '1.7x' or '0.58x'. */
+function fmtRatio(x: number): string {
+  if (!Number.isFinite(x)) return `${x}x`;
+  return x >= 100 ? `${fmtInt(x)}x` : `${+x.toPrecision(2)}x`;
+}
+
+/** The teacher's lines of the text report. */
+function teacherLines(r: EvalSummary): string[] {
+  const { inputs } = r;
+  const t: TeacherInfo = r.teacher;
+  if (t.format === 'dense') return [`  teacher   ${inputName(inputs.teacher!)}`];
+  const idx = inputs.teacherIndices!;
+  const val = inputs.teacherValues!;
+  const what =
+    t.kind === 'logits'
+      ? 'logits, renormalised over the entries'
+      : t.tail
+        ? 'log-probabilities at T, with the tail bucket (the mass outside the entries)'
+        : 'log-probabilities at T, renormalised over the entries (--no-tail)';
+  const dense = t.denseFloat32BytesPerToken;
+  const top = `sparse, top-${fmtInt(t.k)} entries per row`;
+  const oneFile = idx.file === val.file && idx.key !== null && val.key !== null;
+  const where = oneFile
+    ? `${escapeText(idx.file)} [${escapeText(idx.key!)}, ${escapeText(val.key!)}]: ${top} (${idx.dtype} indices, ${val.dtype} values)`
+    : `${top}: ${inputName(idx)} (${idx.dtype} indices), ${inputName(val)} (${val.dtype} values)`;
+  return [
+    `  teacher   ${where}`,
+    `            ${what}`,
+    `            ${fmtInt(t.bytesPerToken)} bytes per token; a dense float32 teacher takes ${fmtInt(dense)} (${fmtRatio(dense / t.bytesPerToken)} as many)`,
+  ];
+}
+
 /**
  * The text report.
  * @param width terminal width the histogram bars are scaled to
@@ -94,7 +132,7 @@ export function formatText(r: EvalSummary, width = 80): string {
   out.push(`kdloss eval: ${fmtInt(r.rows)} rows x ${fmtInt(st.cols)} classes (${st.dtype}${from})`);
   // File and tensor names are the user's: escaped, so that they cannot break the report or drive the terminal.
   out.push(`  student   ${inputName(inputs.student)}`);
-  out.push(`  teacher   ${inputName(inputs.teacher)}`);
+  out.push(...teacherLines(r));
   out.push(`  labels    ${inputs.labels === null ? '(none)' : inputName(inputs.labels) + labelNote}`);
   if (r.shard !== null) {
     const s = r.shard;
@@ -122,7 +160,7 @@ export function formatText(r: EvalSummary, width = 80): string {
   const formula = labelsKind === null ? `= ${div.w}soft` : `= ${st.alpha} * ${div.w}soft + ${+(1 - st.alpha).toFixed(12)} * hard`;
   const terms: [string, number | null, string][] = [
     ['KD loss', r.loss, formula],
-    [`soft (${div.short} at T=${T})`, r.soft, `${div.formula}${st.temperatureScaling === false ? '' : ', before the T^2 factor'}`],
+    [`soft (${div.short} at T=${T})`, r.soft, `${div.formula}${softSupport(r.teacher)}${st.temperatureScaling === false ? '' : ', before the T^2 factor'}`],
     ['hard (CE)', r.hard, labelsKind === null ? 'no labels' : 'cross-entropy of the student against the labels'],
   ];
   const tw = Math.max(...terms.map(([name]) => name.length));
@@ -201,9 +239,11 @@ export function toJson(r: EvalSummary, maxRssBytes: number): Record<string, unkn
     klHistogram: r.klHistogram,
     labels: st.labels,
     note: st.labels === null ? 'no labels: alpha taken as 1, loss = T^2 * soft; hard and accuracies are null' : null,
+    teacher: r.teacher,
     files: {
       student: r.inputs.student.file,
-      teacher: r.inputs.teacher.file,
+      teacher: r.inputs.teacher?.file ?? null,
+      ...(r.inputs.teacherIndices ? { teacherIndices: r.inputs.teacherIndices.file, teacherValues: r.inputs.teacherValues!.file } : {}),
       labels: r.inputs.labels?.file ?? null,
       perSample: r.run.perSample,
     },

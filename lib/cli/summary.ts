@@ -9,6 +9,7 @@ import type { KlHistogram } from './histogram';
 import type { LabelsKind } from './inputs';
 import type { Divergence } from '../distillation';
 import type { FileFormat } from './source';
+import type { SparseTeacherSettings } from './sparse-teacher';
 
 /** What the numbers depend on besides the rows: equal in every shard of one evaluation. */
 export interface EvalSettings {
@@ -30,6 +31,8 @@ export interface EvalSettings {
   /** The logits' dtype. */
   dtype: string;
   labels: { kind: LabelsKind; dtype: string } | null;
+  /** A sparse (top-k) teacher (absent with dense teacher logits, so that their reports stay as they were). */
+  teacher?: SparseTeacherSettings;
 }
 
 /** One input array, identified well enough to refuse merging runs over other data. */
@@ -48,8 +51,12 @@ export interface InputInfo {
 
 export interface EvalInputsInfo {
   student: InputInfo;
-  teacher: InputInfo;
+  /** Dense teacher logits (null with a sparse teacher). */
+  teacher: InputInfo | null;
   labels: InputInfo | null;
+  /** A sparse teacher's arrays (present with one only). */
+  teacherIndices?: InputInfo;
+  teacherValues?: InputInfo;
 }
 
 /** The i-th of n contiguous row ranges (1-based), see shards.ts. */
@@ -76,8 +83,34 @@ export interface RunInfo {
   merged: string[] | null;
 }
 
+/** What the teacher is, and the bytes it stores per token (row). */
+export type TeacherInfo =
+  | { format: 'dense'; bytesPerToken: number }
+  | (SparseTeacherSettings & {
+      /** k indices and k values. */
+      bytesPerToken: number;
+      /** What dense float32 teacher logits of the same classes take: 4 * classes. */
+      denseFloat32BytesPerToken: number;
+    });
+
+/** Bytes per element of the dtypes an input may have. */
+const ITEMSIZE: Record<string, number> = { float16: 2, bfloat16: 2, float32: 4, float64: 8, int32: 4, int64: 8 };
+
+/** The teacher of an evaluation, from its settings and inputs. */
+export function teacherInfo(settings: EvalSettings, inputs: EvalInputsInfo): TeacherInfo {
+  const sp = settings.teacher;
+  if (sp === undefined) return { format: 'dense', bytesPerToken: settings.cols * (ITEMSIZE[settings.dtype] ?? NaN) };
+  const per = (i: InputInfo | undefined): number => ITEMSIZE[i?.dtype ?? ''] ?? NaN;
+  return {
+    ...sp,
+    bytesPerToken: sp.k * (per(inputs.teacherIndices) + per(inputs.teacherValues)),
+    denseFloat32BytesPerToken: 4 * settings.cols,
+  };
+}
+
 /** The outcome of an evaluation. */
 export interface EvalSummary {
+  teacher: TeacherInfo;
   settings: EvalSettings;
   inputs: EvalInputsInfo;
   shard: ShardInfo | null;
@@ -123,6 +156,7 @@ export function summarize(settings: EvalSettings, inputs: EvalInputsInfo, shard:
   const loss = t.soft === null ? null : alpha * w * t.soft + (hasLabels ? (1 - alpha) * t.hard! : 0);
   const rows = n + t.ignored;
   return {
+    teacher: teacherInfo(settings, inputs),
     settings,
     inputs,
     shard,

@@ -20,6 +20,7 @@ Exit codes: 0 ok, 2 bad input or usage, 130 interrupted (Ctrl-C; 143 SIGTERM, 12
 `;
 
 export const EVAL_USAGE = `Usage: kdloss eval --student FILE --teacher FILE [--labels FILE] [options]
+       kdloss eval --student FILE --teacher-topk FILE --teacher-kind logits|logprobs [options]
 
 Streams student and teacher logits from NumPy .npy or safetensors files in row chunks (memory stays
 bounded by the chunk size) and reports the distillation loss
@@ -34,6 +35,17 @@ Inputs:
                        >= 2: the last axis is the classes, the leading axes are flattened into rows
                        (a [batch, sequence, vocab] dump gives batch * sequence rows)
   --teacher FILE       teacher logits: the same rows, classes and dtype as the student's
+  --teacher-topk FILE  a sparse teacher instead: a safetensors file of tensors 'indices' (int32 or
+                       int64 token ids, -1 for an unused slot) and 'values' (float32 or float64, the
+                       student's dtype), both of shape [..., k] with the student's rows
+  --teacher-indices FILE, --teacher-values FILE
+                       the same two arrays as two files (.npy, or safetensors of one tensor each)
+  --teacher-kind KIND  what the top-k values are (required with a sparse teacher): logits (softmax
+                       at T over the entries) or logprobs (log-probabilities at T over the whole
+                       vocabulary)
+  --tail, --no-tail    logprobs: the mass outside the entries is one more bucket (--tail, the
+                       default), or the entries are renormalised (--no-tail). Only KL is defined
+                       with a sparse teacher (see docs/sparse-teachers.md)
   --labels FILE        class indices (any integer dtype) of the logits' leading shape ([batch,
                        sequence] for [batch, sequence, vocab] logits) or that shape flattened, or
                        one-hot float rows of the logits' shape. Without labels only the soft term

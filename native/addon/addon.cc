@@ -5,7 +5,7 @@
 // typed errors (ERR_KD_INPUT, ERR_KD_SHAPE, ERR_KD_CONFIG). lib/backend/native.ts is the intended
 // caller; nothing a caller passes can make the addon touch memory it was not handed.
 //
-//   kd, feature, attention   (params: Float64Array, async: boolean, ...buffers)
+//   kd, sparseKd, feature, attention   (params: Float64Array, async: boolean, ...buffers)
 //       sync: writes the results into params, returns undefined. async: returns { promise, cancel };
 //       the promise resolves once the results are in params; cancel() stops the work between row
 //       blocks and the promise rejects with "aborted" once no thread of the call runs any more.
@@ -32,6 +32,7 @@ namespace {
 constexpr char kKdName[] = "kd";
 constexpr char kFeatureName[] = "feature";
 constexpr char kAttentionName[] = "attention";
+constexpr char kSparseKdName[] = "sparseKd";
 
 class KdAddon : public Napi::Addon<KdAddon> {
  public:
@@ -64,8 +65,11 @@ class KdAddon : public Napi::Addon<KdAddon> {
         {"attention", nullptr,
          &Entry<kAttentionName, kd_layout::AttentionBuffer::kCount, &Attention, &AttentionBufferName>, nullptr,
          nullptr, nullptr, napi_default, this},
+        {"sparseKd", nullptr,
+         &Entry<kSparseKdName, kd_layout::SparseKdBuffer::kCount, &SparseKd, &SparseKdBufferName>, nullptr, nullptr,
+         nullptr, napi_default, this},
     };
-    NAPI_THROW_IF_FAILED_VOID(env, napi_define_properties(env, exports, 3, compute));
+    NAPI_THROW_IF_FAILED_VOID(env, napi_define_properties(env, exports, sizeof(compute) / sizeof(compute[0]), compute));
   }
 
  private:

@@ -25,6 +25,10 @@ struct HardKind {
 struct TargetKind {
   enum : int { kNone = 0, kMatrix = 1, kInt32 = 2, kUint32 = 3, kCount = 4 };
 };
+// Values of the sparseKind param.
+struct SparseKind {
+  enum : int { kLogits = 0, kLogprobs = 1, kCount = 2 };
+};
 
 // Slots of kd's params array (params, then results).
 struct KdSlot {
@@ -34,6 +38,16 @@ struct KdSlot {
 struct KdBuffer {
   enum : size_t { kStudent = 0, kTeacher = 1, kHardTargets = 2, kGrad = 3, kMask = 4, kArgmax = 5, kRowSoft = 6, kRowHard = 7, kCount = 8 };
   static constexpr const char* kNames[] = {"student", "teacher", "hardTargets", "grad", "mask", "argmax", "rowSoft", "rowHard"};
+};
+
+// Slots of sparseKd's params array (params, then results).
+struct SparseKdSlot {
+  enum : size_t { kRows = 0, kCols = 1, kK = 2, kThreads = 3, kDtype = 4, kTemperature = 5, kDivergence = 6, kSparseKind = 7, kTail = 8, kHardKind = 9, kTargetKind = 10, kEpsilon = 11, kLabelSmoothing = 12, kIgnoreIndex = 13, kSoftWeight = 14, kHardWeight = 15, kReduction = 16, kNormalizer = 17, kSoftSum = 18, kHardSum = 19, kKept = 20, kLength = 21 };
+};
+// Positions of sparseKd's buffers after (params, async).
+struct SparseKdBuffer {
+  enum : size_t { kStudent = 0, kIndices = 1, kValues = 2, kHardTargets = 3, kGrad = 4, kMask = 5, kArgmax = 6, kRowSoft = 7, kRowHard = 8, kCount = 9 };
+  static constexpr const char* kNames[] = {"student", "indices", "values", "hardTargets", "grad", "mask", "argmax", "rowSoft", "rowHard"};
 };
 
 // Slots of feature's params array (params, then results).

@@ -23,11 +23,13 @@ struct Context {
 napi_value Kd(CallArgs& a, const Context& c);
 napi_value Feature(CallArgs& a, const Context& c);
 napi_value Attention(CallArgs& a, const Context& c);
+napi_value SparseKd(CallArgs& a, const Context& c);
 
 // Names of each entry's buffers (by position), for messages.
 Name KdBufferName(size_t index);
 Name FeatureBufferName(size_t index);
 Name AttentionBufferName(size_t index);
+Name SparseKdBufferName(size_t index);
 
 // The typed array type of a float element type.
 template <typename T>

@@ -36,6 +36,7 @@
 
 #include "engine/engine.h"
 #include "kernels/dispatch.h"
+#include "kernels/sparse.h"
 #include "kernels/kernels.h"
 #include "tests/test_common.h"  // Rng, Buffer and set_of, shared with the native tests
 
@@ -181,6 +182,55 @@ Case kd_case(Inputs& in, size_t rows, size_t cols, bool onehot, bool grad,
   c.is_double = sizeof(T) == 8;
   c.run = [P, scratch](const kd::KernelTable& table) {
     const kd::KdPartial o = set_of<T>(table).kd_rows(P, 0, P.rows, scratch);
+    return o.soft + o.hard;
+  };
+  return c;
+}
+
+// The distillation case with a sparse teacher (k log-probabilities per row with the tail bucket, the
+// stored top-k format), the same student, targets and gradient as kd_case: it reads the student once
+// per sweep and no teacher row.
+template <typename T>
+Case sparse_case(Inputs& in, size_t rows, size_t cols, size_t k, bool grad) {
+  const size_t n = rows * cols;
+  int32_t* cls = in.zeros<int32_t>(rows);
+  int32_t* idx = in.zeros<int32_t>(rows * k);
+  T* val = in.zeros<T>(rows * k);
+  for (size_t r = 0; r < rows; ++r) {
+    cls[r] = static_cast<int32_t>((r * 7919) % cols);
+    for (size_t e = 0; e < k; ++e) {
+      idx[r * k + e] = static_cast<int32_t>((r * 104729 + e * 7919) % cols);  // distinct: 7919 is prime to cols
+      val[r * k + e] = static_cast<T>(-2.0 - 0.5 * static_cast<double>(e));
+    }
+  }
+  kd::SparseKdProblem<T> P;
+  P.kd.student = in.normal<T>(n, 3.0, 1);
+  P.kd.rows = rows;
+  P.kd.cols = cols;
+  P.kd.temperature = 4.0;
+  P.kd.hard = kd::HardKind::kCrossEntropyLogits;
+  P.kd.target_kind = kd::TargetKind::kInt32;
+  P.kd.target_index = cls;
+  P.indices = idx;
+  P.values = val;
+  P.k = k;
+  P.kind = kd::SparseKind::kLogprobs;
+  P.tail = true;
+  if (grad) {
+    P.kd.grad = in.zeros<T>(n);
+    P.kd.grad_soft_scale = 0.7 * 16.0 / static_cast<double>(rows);
+    P.kd.grad_hard_scale = 0.3 / static_cast<double>(rows);
+  }
+  T* scratch = grad ? in.zeros<T>(k) : nullptr;
+  Case c;
+  c.id = std::string(grad ? "sparse+grad " : "sparse ") + std::to_string(rows) + "x" + std::to_string(cols) +
+         " k=" + std::to_string(k) + (sizeof(T) == 4 ? " float32" : " float64");
+  c.elements = n;
+  c.bytes = n * sizeof(T) + rows * k * (4 + sizeof(T)) + rows * 4 + (grad ? n * sizeof(T) : 0);
+  c.exps_per_element = grad ? 3 : 2;  // at T, at T = 1 for the hard term; again at T for the gradient
+  c.is_double = sizeof(T) == 8;
+  c.run = [P, scratch](const kd::KernelTable& table) {
+    const kd::KdPartial o = set_of<T>(table).sparse_kd_rows(P, 0, P.kd.rows, scratch);
     return o.soft + o.hard;
   };
   return c;
@@ -372,6 +422,13 @@ int main(int argc, char** argv) {
         cases.push_back(kd_case<float>(in, lm_rows, 32000, false, grad, div));
         cases.push_back(kd_case<float>(in, wide_rows, 131072, false, grad, div));
       }
+    }
+  }
+  // Sparse teachers on the same shapes (kd_case's "index" rows are the dense teacher to compare with).
+  for (bool grad : {false, true}) {
+    for (size_t k : {16, 64, 256}) {
+      cases.push_back(sparse_case<float>(in, lm_rows, 32000, k, grad));
+      cases.push_back(sparse_case<float>(in, wide_rows, 131072, k, grad));
     }
   }
   for (const auto& shape : opt.kd_shapes) {

@@ -278,6 +278,10 @@ size_t kd_grad_scratch_bytes(size_t cols, size_t elem_bytes) {
   return bytes <= kScratchCacheBytes ? bytes : 0;
 }
 
+size_t sparse_grad_scratch_bytes(size_t k, size_t elem_bytes) {
+  return k <= kScratchCacheBytes / elem_bytes ? k * elem_bytes : 0;
+}
+
 size_t scratch_cache_bytes() { return t_scratch.size(); }
 
 size_t scratch_cache_total_bytes() { return g_scratch_total.load(std::memory_order_relaxed); }
@@ -341,6 +345,15 @@ bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, 
   });
 }
 
+template <typename T>
+bool run_sparse_kd(const KernelSet<T>& k, const SparseKdProblem<T>& p, const RunControl& rc, KdPartial* out) {
+  const size_t bytes = p.kd.grad != nullptr ? sparse_grad_scratch_bytes(p.k, sizeof(T)) : 0;
+  return sum_blocks(p.kd.rows, p.kd.cols, rc, out, [&](size_t r0, size_t r1) {
+    T* scratch = bytes > 0 ? static_cast<T*>(t_scratch.get(bytes)) : nullptr;
+    return k.sparse_kd_rows(p, r0, r1, scratch);
+  });
+}
+
 // Per layer and per block, so it does not fit sum_blocks' single part per block.
 template <typename T>
 bool run_feature(const KernelSet<T>& k, const FeatureLayer<T>* layers, size_t n_layers, size_t rows,
@@ -372,6 +385,10 @@ bool run_attention(const KernelSet<T>& k, const AttentionProblem<T>& p, const Ru
 
 template bool run_kd<float>(const KernelSet<float>&, const KdProblem<float>&, const RunControl&, KdPartial*);
 template bool run_kd<double>(const KernelSet<double>&, const KdProblem<double>&, const RunControl&, KdPartial*);
+template bool run_sparse_kd<float>(const KernelSet<float>&, const SparseKdProblem<float>&, const RunControl&,
+                                   KdPartial*);
+template bool run_sparse_kd<double>(const KernelSet<double>&, const SparseKdProblem<double>&, const RunControl&,
+                                    KdPartial*);
 template bool run_feature<float>(const KernelSet<float>&, const FeatureLayer<float>*, size_t, size_t,
                                  const RunControl&, double*);
 template bool run_feature<double>(const KernelSet<double>&, const FeatureLayer<double>*, size_t, size_t,

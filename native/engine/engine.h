@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "../kernels/kernels.h"
+#include "../kernels/sparse.h"
 
 namespace kd {
 
@@ -53,6 +54,14 @@ size_t block_count(size_t rows, size_t cols);
 // thread's gradient scratch cannot be allocated (after every thread of the call has stopped).
 template <typename T>
 bool run_kd(const KernelSet<T>& k, const KdProblem<T>& p, const RunControl& rc, KdPartial* out);
+
+// run_kd with a sparse teacher. A gradient call keeps each row's entry logits aside in the thread's
+// scratch cache (k elements: the gradient may be written over the student before the entries'
+// corrections read them), where k elements fit in kScratchCacheBytes; sparse_grad_scratch_bytes says
+// whether they do (else 0, and the gradient must not be the student).
+size_t sparse_grad_scratch_bytes(size_t k, size_t elem_bytes);
+template <typename T>
+bool run_sparse_kd(const KernelSet<T>& k, const SparseKdProblem<T>& p, const RunControl& rc, KdPartial* out);
 
 // Sums of sum_j |s - t|^p for each layer into layer_sums[l]. Every layer's row_out (if any) must
 // point at the same per-row buffer, which is overwritten.

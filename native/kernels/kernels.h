@@ -115,6 +115,9 @@ struct AttentionProblem {
   double grad_scale = 0.0;
 };
 
+template <typename T>
+struct SparseKdProblem;  // sparse.h
+
 // Row-range entry points of one ISA for one element type.
 template <typename T>
 struct KernelSet {
@@ -137,6 +140,10 @@ struct KernelSet {
   double (*sum)(const T* in, size_t n);
   // out[i] = |in[i]|^beta (beta > 0) as attention_rows takes it for a beta other than 1 and 2 (tests).
   void (*abs_pow)(const T* in, T* out, size_t n, double beta);
+  // The distillation rows with a sparse top-k teacher (sparse.h). scratch: null, or (with p.kd.grad) at
+  // least p.k elements, where each row's entry logits are kept aside so that the gradient may be
+  // written over the student; without it the gradient must not overlap the student.
+  KdPartial (*sparse_kd_rows)(const SparseKdProblem<T>& p, size_t r0, size_t r1, T* scratch);
 };
 
 // Three rows of exps, each padded to whole 64-byte lines, and up to two lines of slack: the kernel

@@ -7,10 +7,12 @@
 //   kd_terms.h  the soft and hard terms of a distillation row
 //   kd_rows.h   the distillation rows: the steps and terms over a row range
 //   maps.h      feature-map distances and attention transfer
+//   sparse_rows.h  the distillation rows with a sparse (top-k) teacher
 #pragma once
 
 #include "kd_rows.h"
 #include "maps.h"
+#include "sparse_rows.h"
 
 namespace kd {
 namespace KD_ISA {
@@ -47,7 +49,8 @@ KernelSet<T> make_set() {
   using O = Ops<T>;
   return KernelSet<T>{&kd_rows<O>,          &feature_rows<O>,         &attention_rows<O>,
                       &vmap<O, &O::exp, 0>, &vmap<O, &O::log, 1>,     &vmap<O, &O::exp2_nonpos, 0>,
-                      &vsum<O>,             &vpow<O>};
+                      &vsum<O>,             &vpow<O>,
+                      &sparse_kd_rows<O>};
 }
 
 // The table of this ISA; defined once per ISA .cc file.

@@ -29,7 +29,7 @@ struct Options {
   int max_failures_printed = 40;
   bool verbose = false;
   std::string only_isa;    // KDLOSS_ISA or --isa: test this variant only (scalar still the reference)
-  std::string only_suite;  // --suite=kd|maps|vecmath|engine
+  std::string only_suite;  // --suite=kd|maps|vecmath|engine|sparse
 };
 
 extern Options g_opt;

@@ -1,7 +1,7 @@
 // kdloss native test program. Tests every kernel variant that is compiled in and supported by this
 // CPU against the scalar kernels and against independent long double references (reference.cc).
 //
-//   kd_native_tests [--quick] [--scale=F] [--seed=N] [--isa=NAME] [--suite=kd|divergence|maps|vecmath|engine]
+//   kd_native_tests [--quick] [--scale=F] [--seed=N] [--isa=NAME] [--suite=kd|divergence|maps|vecmath|engine|sparse]
 //                   [--print-failures=N] [--verbose]
 //
 //   --quick     scale 0.1 (for emulators); KD_TEST_SCALE=F in the environment does the same as --scale
@@ -29,7 +29,7 @@ bool starts(const char* arg, const char* prefix, const char** value) {
 
 int usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--quick] [--scale=F] [--seed=N] [--isa=NAME] [--suite=kd|divergence|maps|vecmath|engine] "
+               "usage: %s [--quick] [--scale=F] [--seed=N] [--isa=NAME] [--suite=kd|divergence|maps|vecmath|engine|sparse] "
                "[--print-failures=N] [--verbose]\n",
                argv0);
   return 2;
@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
     const char* name;
     void (*run)();
   };
-  const Suite suites[] = {{"kd", &suite_kd}, {"divergence", &suite_divergence}, {"maps", &suite_maps}, {"vecmath", &suite_vecmath}, {"engine", &suite_engine}};
+  const Suite suites[] = {{"kd", &suite_kd},          {"divergence", &suite_divergence}, {"maps", &suite_maps},
+                          {"vecmath", &suite_vecmath}, {"engine", &suite_engine},         {"sparse", &suite_sparse}};
   bool any = false;
   for (const Suite& s : suites) {
     if (!g_opt.only_suite.empty() && g_opt.only_suite != s.name) continue;
