@@ -7,9 +7,8 @@
  */
 import { InputError } from '../errors';
 import { LOGPROB_SLACK } from '../sparse';
-import type { RowScratch } from './js';
 import { SparseKindCode } from './layout';
-import { type KdJob, type SparseKdJob, reductionScale, TargetKind } from './types';
+import { type KdJob, type RowScratch, type SparseKdJob, reductionScale, TargetKind } from './types';
 
 /** What js.ts lends: one dense row (soft, hard; gradient), and whether a row is kept. */
 export interface DenseRows {

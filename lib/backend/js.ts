@@ -18,6 +18,7 @@ import {
   type Job,
   type KdJob,
   reductionScale,
+  type RowScratch,
   TargetKind,
 } from './types';
 
@@ -36,14 +37,6 @@ export function rowKept(job: KdJob, r: number): boolean {
 
 const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
 
-/** Row-sized scratch arrays of a distillation job. */
-export interface RowScratch {
-  es: Float64Array;
-  et: Float64Array;
-  e1: Float64Array;
-  /** The soft term's gradient times T (divergences other than 'kl'). */
-  dq: Float64Array;
-}
 
 /**
  * One distillation row: returns [the soft term (the job's divergence), hard loss] and writes the row's

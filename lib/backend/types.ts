@@ -143,3 +143,12 @@ export function reductionScale(reduction: ReductionCode, normalizer: number, kep
   if (normalizer > 0) return 1 / normalizer;
   return kept > 0 ? 1 / kept : 0;
 }
+
+/** Row-sized scratch arrays of a js-backend distillation row (lib/backend/js.ts kdRow). */
+export interface RowScratch {
+  es: Float64Array;
+  et: Float64Array;
+  e1: Float64Array;
+  /** The soft term's gradient times T (divergences other than 'kl'). */
+  dq: Float64Array;
+}
