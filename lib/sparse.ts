@@ -23,11 +23,15 @@ export type SparseTeacherKind = 'logits' | 'logprobs';
  *   with the student's mass outside the same tokens; `tail: false` renormalises over the entries.
  */
 export interface SparseTeacher {
+  /** rows * k token ids, row-major; -1 marks an unused slot. */
   indices: Int32Array;
-  /** The call's dtype (that of the student). */
+  /** rows * k values, the call's dtype (that of the student); unused slots are never read. */
   values: FloatArray;
+  /** The student's row count. */
   rows: number;
+  /** Slots per row, at most the vocabulary size. */
   k: number;
+  /** What the values are: the teacher's raw logits of those tokens, or its log-probabilities at T. */
   kind: SparseTeacherKind;
   /** logprobs only (default true): the tail bucket. */
   tail?: boolean;
