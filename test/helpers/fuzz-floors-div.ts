@@ -231,7 +231,9 @@ export function tailBelowResolution(spec: KdSpec, data: KdData, r: number): bool
     count++;
     P += Math.exp(values[e]);
   }
-  if (count === C || !(1 - P > 0)) return false;
+  // p_out = 1 - P is taken in float64 in another summation order than here: it may be positive where
+  // this sum reaches 1 within the rounding of its count terms.
+  if (count === C || !(1 - P > -count * 2 ** -52)) return false;
   const S = dist(data.student, r * C, C, 1 / spec.temperature);
   let q1 = 0;
   let qOut = 0;
