@@ -213,6 +213,54 @@ forEachBackend('divergences', () => {
     const q = sm([1, 2, 3]);
     expect(r.soft).to.be.closeTo(0.5 * p.reduce((a, pj, j) => a + Math.abs(pj - q[j]), 0), 1e-15);
   });
+
+  it('a NaN or +Infinity student logit makes the whole gradient row NaN for every divergence (found by the fuzzer)', () => {
+    // The row's Zs is NaN, so every q is: also where the exp of a finite logit is 0 (here all of them,
+    // against the +Infinity), which reverse KL and JSD used to leave at 0 in the kernels.
+    for (const dtype of [Float32Array, Float64Array]) {
+      for (const bad of [Infinity, Number.NaN]) {
+        const s = { rows: 2, cols: 5, data: dtype.from([1, bad, 2, -Infinity, -3, 0, 1, 2, 3, 4]) };
+        const t = { rows: 2, cols: 5, data: dtype.from([0, 1, 2, 3, 4, 1, 0, 1, 0, 1]) };
+        for (const [div, beta] of DIVS) {
+          const what = `${divName(div, beta)} ${dtype.name} ${bad}`;
+          const r = new DistillationLoss(1.5, 1, undefined, { divergence: div, beta }).forward(s, t, zeros(2), { grad: true, reduction: 'none' });
+          expect(r.perSample![0], what).to.be.NaN;
+          expect(Array.from(r.grad!.subarray(0, 5)).every(Number.isNaN), `${what}: ${Array.from(r.grad!.subarray(0, 5))}`).to.equal(true);
+          expect(Array.from(r.grad!.subarray(5)).every(Number.isFinite), what).to.equal(true);
+        }
+      }
+    }
+  });
+
+  it('reverse-kl and jsd: a NaN teacher logit makes the gradient NaN wherever q > 0, also below the float range (found by the fuzzer)', () => {
+    // Every p is NaN, so every term q (...) with q > 0 is; the student's -inf class (q = 0 exactly)
+    // stays 0, its teacher NaN included. The kernels left finite values (reverse KL, whose gradient
+    // does not read Zt) or 0 where es underflowed (JSD).
+    for (const dtype of [Float32Array, Float64Array]) {
+      for (const [div, beta] of DIVS.filter(([d]) => d === 'reverse-kl' || d === 'jsd')) {
+        const s = { rows: 1, cols: 5, data: dtype.from([0, -Infinity, -1600, 1, -3]) };
+        const t = { rows: 1, cols: 5, data: dtype.from([0, NaN, -2, 1, 2]) };
+        const r = new DistillationLoss(2, 1, undefined, { divergence: div, beta }).forward(s, t, zeros(1), { grad: true });
+        expect(r.soft, divName(div, beta)).to.be.NaN;
+        expect(Array.from(r.grad!), `${divName(div, beta)} ${dtype.name}`).to.deep.equal([NaN, 0, NaN, NaN, NaN]);
+      }
+    }
+  });
+
+  it('reverse-kl of +Infinity: the gradient is -Infinity wherever q > 0, also below the float range (found by the fuzzer)', () => {
+    // q (h - KL) with KL = +inf: -inf at every finite student logit (q > 0 in exact arithmetic, even
+    // where its exp underflows to 0 or to a subnormal whose product with the scale underflows), NaN
+    // where the teacher's probability is 0 too (h = +inf), 0 at the student's -inf (q = 0 exactly).
+    for (const dtype of [Float32Array, Float64Array]) {
+      for (const T of [1, 2]) {
+        const s = { rows: 1, cols: 6, data: dtype.from([0, -1, -800 * T, -Infinity, -740 * T, -100 * T]) };
+        const t = { rows: 1, cols: 6, data: dtype.from([0, -Infinity, 1, 2, 0, 0]) };
+        const r = new DistillationLoss(T, 0.5, new CrossEntropyLoss(), { divergence: 'reverse-kl' }).forward(s, t, zeros(1), { grad: true });
+        expect(r.soft).to.equal(Infinity);
+        expect(Array.from(r.grad!), `${dtype.name} T ${T}`).to.deep.equal([-Infinity, NaN, -Infinity, 0, -Infinity, -Infinity]);
+      }
+    }
+  });
 });
 
 describe('divergence options', () => {

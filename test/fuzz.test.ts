@@ -1,6 +1,7 @@
 // Seeded differential fuzz test through the public API: random shapes at the vector-width edges,
 // both dtypes, views at random offsets and SharedArrayBuffers, extreme and special values, and every
-// option of the three losses. Each case runs on the native backend (the kernel variant loaded: CI
+// option of the three losses (distillation: every divergence, beta, temperatureScaling, normalizer,
+// sparse top-k teachers). Each case runs on the native backend (the kernel variant loaded: CI
 // runs the suite once per forced KDLOSS_ISA), again on one synchronous thread (bitwise the same),
 // with another reduction (consistent), on the js backend, and for float32 against a float64
 // reference; results must agree within README's tolerance, NaN and infinities exactly, argmax
@@ -42,6 +43,17 @@ function features(c: FuzzCase): string[] {
     if (s.values.targets.includes('ignoreIndex')) f.push('kd ignored rows');
     if (s.values.mask !== 'none') f.push('kd mask');
     if (s.standalone) f.push('kd standalone hard loss');
+    f.push(`kd divergence ${s.loss.divergence}`, `kd temperatureScaling ${s.loss.temperatureScaling}`);
+    if (s.loss.beta !== undefined) f.push(`kd jsd beta ${[1e-6, 0.5, 1 - 1e-6].includes(s.loss.beta) ? s.loss.beta : 'uniform'}`);
+    if (s.normalizer !== undefined) f.push('kd normalizer');
+    if (s.sparse !== null) {
+      const sp = s.sparse;
+      f.push(`kd sparse ${sp.kind} tail ${sp.tail ?? 'default'}`, `kd sparse ${sp.pick}`);
+      if (sp.entries.some((m) => m < sp.k)) f.push('kd sparse padding');
+      if (sp.entries.includes(0)) f.push('kd sparse empty row');
+      if (sp.k === s.cols) f.push('kd sparse k = cols');
+      if (s.dtype === 'float32') f.push('kd sparse float32');
+    }
     if (s.nestedTeacher) f.push('kd nested teacher');
     if (s.cols > 30000) f.push('kd row wider than 30000');
     if (s.rows * s.cols > 1 << 14) f.push('kd thread pool sized');
@@ -117,6 +129,18 @@ describe(`differential fuzz: ${CASES} cases of seed ${SEED}, native (${isa()}) v
       'kd thread pool sized',
       'kd temperature 0.05',
       'kd temperature 100',
+      ...['kl', 'reverse-kl', 'jsd', 'tvd'].map((d) => `kd divergence ${d}`),
+      'kd temperatureScaling true',
+      'kd temperatureScaling false',
+      ...[1e-6, 0.5, 1 - 1e-6, 'uniform'].map((b) => `kd jsd beta ${b}`),
+      'kd normalizer',
+      ...['logits tail default', 'logits tail false', 'logprobs tail default', 'logprobs tail true', 'logprobs tail false'].map((k) => `kd sparse ${k}`),
+      'kd sparse top',
+      'kd sparse random',
+      'kd sparse padding',
+      'kd sparse empty row',
+      'kd sparse k = cols',
+      'kd sparse float32',
       ...['-inf', '+inf', 'nan', 'subnormal', 'large', 'tiny', 'same', 'near'].map((v) => `kd values ${v}`),
       'feature p 1',
       'feature p 2',

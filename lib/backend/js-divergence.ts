@@ -49,10 +49,15 @@ export function softDivergence(divergence: DivergenceCode, beta: number, row: So
       }
       const value = w / zs + logZt - logZs;
       if (dq !== null) {
-        // q_j (h_j - value), h = log q - log p.
+        // q_j (h_j - value), h = log q - log p. A value of +inf (or NaN) makes the term -inf (or NaN)
+        // wherever q > 0, i.e. wherever b is not -inf, also where q is below the float range (es 0):
+        // there the sign of h - value alone, as the kernels take it. A NaN Zs makes every q NaN.
+        const finite = Number.isFinite(value);
         for (let j = 0; j < n; j++) {
           const q = es[j] / zs;
-          dq[j] = q !== 0 ? q * (row.b(j) - logZs - (row.a(j) - logZt) - value) : 0;
+          const d = row.b(j) - logZs - (row.a(j) - logZt) - value;
+          if (!finite && !Number.isNaN(zs)) dq[j] = row.b(j) === -Infinity ? 0 : d;
+          else dq[j] = q !== 0 ? q * d : 0;
         }
       }
       return value;
@@ -71,8 +76,14 @@ export function softDivergence(divergence: DivergenceCode, beta: number, row: So
         if (es[j] !== 0) kq += (es[j] / zs) * (lq - lm);
       }
       if (dq !== null) {
-        // q_j (g_j - sum q g), g = (1 - beta) log(q / m), sum q g = (1 - beta) KL(q || m).
+        // q_j (g_j - sum q g), g = (1 - beta) log(q / m), sum q g = (1 - beta) KL(q || m). A NaN
+        // KL(q || m) (a NaN p) makes the term NaN wherever q > 0 (b not -inf), also where q underflows.
+        const nanKq = Number.isNaN(kq) && !Number.isNaN(zs);
         for (let j = 0; j < n; j++) {
+          if (nanKq) {
+            dq[j] = row.b(j) === -Infinity ? 0 : NaN;
+            continue;
+          }
           const q = es[j] / zs;
           if (!(q > 0)) {
             dq[j] = q === 0 ? 0 : NaN;

@@ -56,19 +56,34 @@ struct ReverseKl {
 
   // The product is masked where es is 0 in every row, not only the careful ones: a student logit of
   // -inf leaves the sums finite (its es is 0) while its ds - dt is -inf.
+  // Careful rows: a NaN Zs (a NaN or +inf student logit) makes every q NaN, so the whole row is NaN
+  // (as the forward KL's). A KL of +inf (or NaN) makes each term q (h - KL) -inf (or NaN) wherever
+  // q > 0, which is wherever the student logit is not -inf, also where q is below the float range
+  // (es 0, or c es 0): those lanes take c (ds - dt - k) without the factor es, whose sign is q's.
   struct Grad {
     V c, k;
-    bool on;
+    bool on, nan_zs, finite_k;
     template <bool kCareful, class C>
     KD_SWEEP_INLINE V at(const C& ch) const {
-      if (kCareful && !on) return O::set1(0);
+      if (kCareful) {
+        if (!on) return O::set1(0);
+        if (nan_zs) return O::set1(std::numeric_limits<T>::quiet_NaN());
+        if (!finite_k) {
+          const V ds = ch.ds();
+          const V minus_inf = O::set1(-std::numeric_limits<T>::infinity());
+          return O::pos_or_zero(O::sub(ds, minus_inf), O::mul(c, O::sub(O::sub(ds, ch.dt()), k)));
+        }
+      }
       const V es = ch.es();
       return O::where_nonzero(es, O::mul(O::mul(c, es), O::sub(O::sub(ch.ds(), ch.dt()), k)));
     }
   };
   Grad grad(const double* sums, double gs) const {
-    return Grad{O::set1(static_cast<T>(gs / temperature / sums[kZs])), O::set1(static_cast<T>(w_of(sums) / sums[kZs])),
-                gs != 0.0};
+    // A NaN Zt (a NaN or +inf teacher logit) makes every p, so every h, NaN: the KL's w, whose terms
+    // at q = 0 are left out, may be finite all the same.
+    const double k = __builtin_isnan(sums[kZt]) ? NAN : w_of(sums) / sums[kZs];
+    return Grad{O::set1(static_cast<T>(gs / temperature / sums[kZs])), O::set1(static_cast<T>(k)), gs != 0.0,
+                __builtin_isnan(sums[kZs]) != 0, __builtin_isfinite(k) != 0};
   }
 };
 
@@ -149,13 +164,23 @@ struct Jsd {
   };
   Pass pass(const double* sums) const { return Pass{mix(sums)}; }
 
+  // Careful rows: a NaN Zs (a NaN or +inf student logit) makes every q NaN, so the whole row is NaN
+  // (as the forward KL's), not only where es is nonzero. A NaN KL(q || m) (a NaN p) makes the term
+  // NaN wherever q > 0, i.e. wherever the student logit is not -inf, also where es underflowed.
   struct Grad {
     Mix mx;
     V c, kq;
-    bool on;
+    bool on, nan_zs, finite_kq;
     template <bool kCareful, class C>
     KD_SWEEP_INLINE V at(const C& ch) const {
-      if (kCareful && !on) return O::set1(0);
+      if (kCareful) {
+        if (!on) return O::set1(0);
+        if (nan_zs) return O::set1(std::numeric_limits<T>::quiet_NaN());
+        if (!finite_kq) {
+          const V minus_inf = O::set1(-std::numeric_limits<T>::infinity());
+          return O::pos_or_zero(O::sub(ch.ds(), minus_inf), O::set1(std::numeric_limits<T>::quiet_NaN()));
+        }
+      }
       const V et = ch.et(), es = ch.es();
       const V lq = mx.lq(ch.ds());
       const V lm = mx.log_m(et, es, mx.lp(ch.dt()), lq, ch.n);
@@ -164,7 +189,8 @@ struct Jsd {
   };
   Grad grad(const double* sums, double gs) const {
     return Grad{mix(sums), O::set1(static_cast<T>(gs * (1.0 - beta) / sums[kZs])),
-                O::set1(static_cast<T>(sums[kPassB] / (1.0 - beta))), gs != 0.0};
+                O::set1(static_cast<T>(sums[kPassB] / (1.0 - beta))), gs != 0.0, __builtin_isnan(sums[kZs]) != 0,
+                __builtin_isfinite(sums[kPassB]) != 0};
   }
 };
 

@@ -152,6 +152,10 @@ export function compareReductions(c: FuzzCase, x: Outcome, rx: Reduction, y: Out
   // The count 'mean' divides by: kept rows (kd), rows (feature), rows (attention, whose row values are
   // row means; 'mean' is the mean over all elements = mean of row means).
   const count = spec.kind === 'kd' ? keptRows(spec, c.data as KdData) : spec.rows;
+  // What a reduction's loss is the sum divided by: the count, or for 'mean' a normalizer (given to the
+  // 'mean' call only; 'none' reports the plain mean).
+  const normalizer = spec.kind === 'kd' ? spec.normalizer : undefined;
+  const divisor = (r: Reduction) => (r === 'mean' && normalizer !== undefined ? normalizer : count);
   const keys = Object.keys(x.scalars).filter((k) => !k.startsWith('standalone.'));
   const byR = (r: Reduction, o: Outcome) => ({ r, o });
   const pairXY = [byR(rx, x), byR(ry, y)];
@@ -161,24 +165,34 @@ export function compareReductions(c: FuzzCase, x: Outcome, rx: Reduction, y: Out
   for (const k of keys) {
     const a = x.scalars[k];
     const b = y.scalars[k];
-    if (sum === undefined) {
+    if (sum === undefined && normalizer === undefined) {
       // mean vs none: the same number.
       if (!Object.is(a, b) && !(Number.isNaN(a) && Number.isNaN(b))) {
         out.push({ check: 'reduction', quantity: k, pair, message: `${k}: 'mean' and 'none' differ: ${fmt(a)} vs ${fmt(b)}` });
       }
+    } else if (sum === undefined) {
+      // mean with a normalizer N vs none (the plain mean): both the same sum, divided differently.
+      const m = mean!.o.scalars[k];
+      const n = none!.o.scalars[k];
+      const fromMean = m * normalizer!;
+      const fromNone = count === 0 ? 0 : n * count;
+      if (!near(fromMean, fromNone, 4 * EPS, Math.abs(fromNone), TINY.float64)) {
+        out.push({ check: 'reduction', quantity: k, pair, message: `${k}: mean ${fmt(m)} * normalizer ${normalizer} = ${fmt(fromMean)}, none ${fmt(n)} * ${count} = ${fmt(fromNone)}` });
+      }
     } else if (mean !== undefined) {
       const m = mean.o.scalars[k];
       const s = sum.o.scalars[k];
-      const expect = count === 0 ? 0 : m * count;
-      if (!near(expect, s, 4 * EPS, Math.abs(s), TINY.float64) && !(count === 0 && m === 0)) {
-        out.push({ check: 'reduction', quantity: k, pair, message: `${k}: mean ${fmt(m)} * ${count} = ${fmt(expect)}, sum ${fmt(s)}` });
+      const d = divisor(mean.r);
+      const expect = d === 0 ? 0 : m * d;
+      if (!near(expect, s, 4 * EPS, Math.abs(s), TINY.float64) && !(d === 0 && m === 0)) {
+        out.push({ check: 'reduction', quantity: k, pair, message: `${k}: mean ${fmt(m)} * ${d} = ${fmt(expect)}, sum ${fmt(s)}` });
       }
     }
   }
   if (none !== undefined) {
     const other = pairXY.find((p) => p !== none)!;
     const per = none.o.arrays.perSample;
-    const total = other.r === 'sum' ? 1 : count > 0 ? 1 / count : 0;
+    const total = other.r === 'sum' ? 1 : divisor(other.r) > 0 ? 1 / divisor(other.r) : 0;
     const names: [string, string][] = spec.kind === 'kd' ? [['perSample', 'loss'], ['perSampleSoft', 'soft'], ['perSampleHard', 'hard']] : [['perSample', 'loss']];
     for (const [arr, scalar] of names) {
       const a = none.o.arrays[arr] ?? per;

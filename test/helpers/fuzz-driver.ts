@@ -56,9 +56,9 @@ export async function checkCase(c: FuzzCase, options: { known?: boolean } = {}):
     const ref = spec.dtype === 'float32' ? await new CaseRunner(c, true).run({ ...main, backend: 'js', call: { async: false } }) : js;
     if (ref !== js) found.push(...integrity(ref, 'reference'));
 
-    const floors = floorsOf(c, spec.reduction, ref);
     const tol = TOLERANCE[spec.dtype];
     const tiny = TINY[spec.dtype];
+    const floors = floorsOf(c, spec.reduction, ref, { tol, tiny });
     found.push(...compareValues(native, ref, floors, tol, tiny, spec.dtype === 'float32' ? 'native vs float64 reference' : 'native vs js', colsOf(c)));
     if (ref !== js) found.push(...compareValues(js, ref, floors, tol, tiny, 'js float32 vs float64 reference', colsOf(c)));
     found.push(...compareArgmax(native, js, 'native vs js'));

@@ -7,7 +7,14 @@
 // difference: nearly identical maps make that difference much smaller than its rounding. `tiny` is
 // the dtype's smallest normal number (see fuzz-check.ts).
 import type { AttentionData, AttentionSpec, FeatureSpec, FuzzCase, KdData, KdSpec, Reduction } from './fuzz-gen';
+import { denseSoftFloor, sparseSoftFloor } from './fuzz-floors-div';
 import { kdRowKept, type Outcome } from './fuzz-run';
+
+/** The comparison a case's floors are for: its tolerance and absolute slack (fuzz-check.ts). */
+export interface Comparison {
+  tol: number;
+  tiny: number;
+}
 
 /** A floor for every scalar and every element of every array of an Outcome. */
 export interface Floors {
@@ -95,41 +102,32 @@ function reduceRows(rowFloors: Float64Array, scale: number): number {
   return scale * s;
 }
 
-function kdFloors(spec: KdSpec, data: KdData, reduction: Reduction, ref: Outcome): Floors {
+function kdFloors(spec: KdSpec, data: KdData, reduction: Reduction, ref: Outcome, cmp: Comparison): Floors {
   const { rows: R, cols: C, temperature: T, alpha } = spec;
-  const invT = 1 / T;
   const kept = keptRows(spec, data);
-  const scale = reduction === 'sum' ? 1 : kept > 0 ? 1 / kept : 0;
+  const scale = reduction === 'sum' ? 1 : spec.normalizer !== undefined ? 1 / spec.normalizer : kept > 0 ? 1 / kept : 0;
+  const softWeight = spec.loss.temperatureScaling ? alpha * T * T : alpha;
   const soft = new Float64Array(R);
   const hard = new Float64Array(R);
   const loss = new Float64Array(R);
   const grad = new Float64Array(R);
+  // TVD's ties: what an element may differ by besides rounding, as a floor (jump / tol).
+  const jumps = new Map<number, Float64Array>();
   const gterm = new Float64Array(C);
-  const s = data.student;
-  const t = data.teacher;
   for (let r = 0; r < R; r++) {
     if (!kdRowKept(spec, data, r)) continue;
     const o = r * C;
-    const S = logSumExpShifted(s, o, C, invT);
-    const Tt = logSumExpShifted(t, o, C, invT);
-    let f = Math.max(S.lz, 1) + Math.max(Tt.lz, 1);
-    for (let j = o; j < o + C; j++) {
-      const a = (t[j] - Tt.max) * invT;
-      const b = (s[j] - S.max) * invT;
-      const pt = Math.exp(a - Tt.lz);
-      if (pt > 0) f += pt * (Math.abs(a) + Math.abs(b));
-    }
-    soft[r] = f;
+    const sf = spec.sparse !== null ? sparseSoftFloor(spec, data, r) : denseSoftFloor(spec, data, r, cmp.tol, cmp.tiny);
+    soft[r] = sf.value;
     hard[r] = hardRow(spec, data, r, gterm);
-    loss[r] = term(alpha * T * T, soft[r]) + term(1 - alpha, hard[r]);
+    loss[r] = term(softWeight, soft[r]) + term(1 - alpha, hard[r]);
     let g = 0;
     for (let j = 0; j < C; j++) {
-      const ps = Math.exp((s[o + j] - S.max) * invT - S.lz);
-      const pt = Math.exp((t[o + j] - Tt.max) * invT - Tt.lz);
-      const e = term(alpha * T * scale, ps + pt) + term((1 - alpha) * scale, gterm[j]);
+      const e = term((softWeight * scale) / T, sf.grad[j]) + term((1 - alpha) * scale, gterm[j]);
       if (e > g) g = e;
     }
     grad[r] = Math.max(g, maxAbs(ref.arrays.grad, o, o + C));
+    if (sf.jump !== null) jumps.set(r, sf.jump.map((x) => term((softWeight * scale) / T, x) / cmp.tol));
   }
   const floors: Floors = {
     scalars: { loss: reduceRows(loss, scale), soft: reduceRows(soft, scale), hard: reduceRows(hard, scale) },
@@ -137,7 +135,7 @@ function kdFloors(spec: KdSpec, data: KdData, reduction: Reduction, ref: Outcome
       perSample: (i) => loss[i],
       perSampleSoft: (i) => soft[i],
       perSampleHard: (i) => hard[i],
-      grad: (i) => grad[Math.floor(i / C)],
+      grad: (i) => grad[Math.floor(i / C)] + (jumps.get(Math.floor(i / C))?.[i % C] ?? 0),
     },
   };
   if (spec.standalone) {
@@ -215,8 +213,8 @@ function attentionFloors(spec: AttentionSpec, data: AttentionData, reduction: Re
 }
 
 /** The floors of a case's results with the given reduction (`ref`: the reference outcome). */
-export function floorsOf(c: FuzzCase, reduction: Reduction, ref: Outcome): Floors {
-  if (c.spec.kind === 'kd') return kdFloors(c.spec, c.data as KdData, reduction, ref);
+export function floorsOf(c: FuzzCase, reduction: Reduction, ref: Outcome, cmp: Comparison): Floors {
+  if (c.spec.kind === 'kd') return kdFloors(c.spec, c.data as KdData, reduction, ref, cmp);
   if (c.spec.kind === 'feature') return featureFloors(c.spec, ref);
   return attentionFloors(c.spec, c.data as AttentionData, reduction, ref);
 }

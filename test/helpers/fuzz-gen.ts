@@ -1,6 +1,7 @@
 // Case generator of the differential fuzzer (test/fuzz.test.ts, tools/fuzz.js). A case is a pure
 // function of (seed, index): its spec (every option and how each input was drawn, printable as JSON)
 // and its data (float64 values already rounded to the case's dtype).
+import { divRng, type DivergenceSpec, drawDivergence, drawNormalizer, drawSparse, type SparseData, type SparseSpec } from './fuzz-gen-div';
 import { FuzzRng, mixSeed } from './fuzz-rng';
 import {
   attentionMaps,
@@ -17,6 +18,7 @@ import {
 } from './fuzz-values';
 
 export type { DTypeName } from './fuzz-values';
+export type { DivergenceName, DivergenceSpec, SparseData, SparseSpec } from './fuzz-gen-div';
 export type Reduction = 'mean' | 'sum' | 'none';
 export type GradMode = 'none' | 'grad' | 'gradOut';
 
@@ -47,6 +49,12 @@ export interface KdSpec {
   cols: number;
   temperature: number;
   alpha: number;
+  /** The soft term's divergence, beta and temperature scaling (DistillationLoss options). */
+  loss: DivergenceSpec;
+  /** The forward option (reduction 'mean' only; not passed to the other reduction's call). */
+  normalizer?: number;
+  /** A sparse top-k teacher built from the dense one (divergence 'kl' only), or null. */
+  sparse: SparseSpec | null;
   hard: HardSpec;
   targetForm: TargetForm;
   /** How each input was drawn. */
@@ -70,6 +78,8 @@ export interface KdData {
   classes: Float64Array | null;
   targetMatrix: Float64Array | null;
   mask: Uint8Array | null;
+  /** The sparse teacher passed instead of `teacher` (when spec.sparse). */
+  sparse: SparseData | null;
 }
 
 export interface FeatureSpec {
@@ -165,7 +175,7 @@ export function makeCase(seed: number, index: number): FuzzCase {
   const rng = new FuzzRng(mixSeed(seed, index));
   const family = rng.weighted({ kd: 6, feature: 2, attention: 2 });
   const dtype: DTypeName = rng.chance(0.5) ? 'float32' : 'float64';
-  if (family === 'kd') return { seed, index, ...kdCase(rng, dtype) };
+  if (family === 'kd') return { seed, index, ...kdCase(rng, divRng(seed, index), dtype) };
   if (family === 'feature') return { seed, index, ...featureCase(rng, dtype) };
   return { seed, index, ...attentionCase(rng, dtype) };
 }
@@ -193,7 +203,7 @@ function representable(form: TargetForm, ii: number): boolean {
   return ii >= -2147483648 && ii <= 2147483647;
 }
 
-function kdCase(rng: FuzzRng, dtype: DTypeName): { spec: KdSpec; data: KdData } {
+function kdCase(rng: FuzzRng, extra: FuzzRng, dtype: DTypeName): { spec: KdSpec; data: KdData } {
   const { rows, cols } = shape(rng);
   const temperature = rng.weighted({ one: 2, low: 1, high: 1, random: 4 });
   const T =
@@ -259,6 +269,15 @@ function kdCase(rng: FuzzRng, dtype: DTypeName): { spec: KdSpec; data: KdData } 
   }
 
   const reduction = rng.pick(REDUCTIONS);
+
+  // Divergence options, normalizer and sparse teacher (from their own stream).
+  const loss = drawDivergence(extra);
+  let kept = 0;
+  const ii = hard.type === 'ce' ? (hard.options.ignoreIndex ?? -100) : null;
+  for (let r = 0; r < rows; r++) if ((mask === null || mask[r] !== 0) && (classData === null || classData[r] !== ii)) kept++;
+  const normalizer = reduction === 'mean' ? drawNormalizer(extra, kept) : undefined;
+  const sparse = loss.divergence === 'kl' && extra.chance(0.35) ? drawSparse(extra, t.values, rows, cols, T, dtype) : null;
+
   const spec: KdSpec = {
     kind: 'kd',
     dtype,
@@ -266,10 +285,13 @@ function kdCase(rng: FuzzRng, dtype: DTypeName): { spec: KdSpec; data: KdData } 
     cols,
     temperature: T,
     alpha: A,
+    loss,
+    ...(normalizer !== undefined ? { normalizer } : {}),
+    sparse: sparse?.spec ?? null,
     hard,
     targetForm,
     values: { student: s.desc, teacher: t.desc, targets: targetsDesc, mask: maskDesc },
-    nestedTeacher: rows * cols <= 4096 && rng.chance(0.1),
+    nestedTeacher: rows * cols <= 4096 && rng.chance(0.1) && sparse === null,
     reduction,
     altReduction: otherReduction(rng, reduction),
     grad: gradMode(rng),
@@ -284,7 +306,7 @@ function kdCase(rng: FuzzRng, dtype: DTypeName): { spec: KdSpec; data: KdData } 
       gradOut: placement(rng),
     },
   };
-  return { spec, data: { student: s.values, teacher: t.values, classes: classData, targetMatrix, mask } };
+  return { spec, data: { student: s.values, teacher: t.values, classes: classData, targetMatrix, mask, sparse: sparse?.data ?? null } };
 }
 
 function featureCase(rng: FuzzRng, dtype: DTypeName): { spec: FeatureSpec; data: FeatureData } {

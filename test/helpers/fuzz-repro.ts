@@ -56,7 +56,16 @@ export function snippet(c: FuzzCase, maxElements: number): string | null {
     const d = c.data as KdData;
     const { rows, cols, dtype } = spec;
     lines.push(`const student = ${matrix(d.student, dtype, rows, cols)};`);
-    lines.push(`const teacher = ${matrix(d.teacher, dtype, rows, cols)};`);
+    if (spec.sparse !== null && d.sparse !== null) {
+      const sp = spec.sparse;
+      const tail = sp.tail !== undefined ? `, tail: ${sp.tail}` : '';
+      lines.push(
+        `const teacher = { indices: ${arr(d.sparse.indices, 'int32')}, values: ${arr(d.sparse.values, dtype)}, ` +
+          `rows: ${rows}, k: ${sp.k}, kind: '${sp.kind}'${tail} };`,
+      );
+    } else {
+      lines.push(`const teacher = ${matrix(d.teacher, dtype, rows, cols)};`);
+    }
     if (d.classes !== null) {
       const form = spec.targetForm === 'array' ? 'int32' : spec.targetForm;
       lines.push(`const targets = ${spec.targetForm === 'array' ? `Array.from(${arr(d.classes, form)})` : arr(d.classes, form)};`);
@@ -66,7 +75,8 @@ export function snippet(c: FuzzCase, maxElements: number): string | null {
     if (d.mask !== null) options.mask = '@MASK@';
     if (spec.argmax) options.argmax = true;
     const hard = spec.hard.type === 'mse' ? 'new kd.MseLoss()' : `new kd.CrossEntropyLoss(${JSON.stringify(spec.hard.options)})`;
-    lines.push(`const loss = new kd.DistillationLoss(${spec.temperature}, ${spec.alpha}, ${hard});`);
+    if (spec.normalizer !== undefined) options.normalizer = spec.normalizer;
+    lines.push(`const loss = new kd.DistillationLoss(${spec.temperature}, ${spec.alpha}, ${hard}, ${JSON.stringify(spec.loss)});`);
     callExpr = 'loss.forward(student, teacher, targets, options)';
     if (d.mask !== null) lines.push(`const mask = ${arr(d.mask, 'uint8')};`);
   } else if (spec.kind === 'feature') {

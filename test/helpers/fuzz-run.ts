@@ -175,10 +175,20 @@ function prepareKd(spec: KdSpec, data: KdData, widen: boolean): Prepared {
   const pl = new Placer(spec.dtype, widen);
   const F = pl.F;
   const student = { data: pl.input<FloatArray>(F, data.student, spec.placement.student), rows, cols };
+  const sp = spec.sparse;
   const teacher =
-    spec.nestedTeacher && !widen
-      ? nested(data.teacher, rows, cols)
-      : { data: pl.input<FloatArray>(F, data.teacher, spec.placement.teacher), rows, cols };
+    sp !== null
+      ? {
+          indices: pl.input<Int32Array>(Int32Array, data.sparse!.indices, spec.placement.teacher),
+          values: pl.input<FloatArray>(F, data.sparse!.values, spec.placement.teacher),
+          rows,
+          k: sp.k,
+          kind: sp.kind,
+          ...(sp.tail !== undefined ? { tail: sp.tail } : {}),
+        }
+      : spec.nestedTeacher && !widen
+        ? nested(data.teacher, rows, cols)
+        : { data: pl.input<FloatArray>(F, data.teacher, spec.placement.teacher), rows, cols };
   let targets: unknown;
   if (data.classes !== null) {
     if (spec.targetForm === 'int32') targets = pl.input(Int32Array, data.classes, spec.placement.targets);
@@ -196,13 +206,15 @@ function prepareKd(spec: KdSpec, data: KdData, widen: boolean): Prepared {
     let gradPlaced: Placed | null = null;
     const options: DistillationForwardOptions & { threads?: number } = { reduction: mode.reduction, argmax: spec.argmax, mask };
     if (mode.call.threads !== undefined) options.threads = mode.call.threads;
+    // The normalizer goes with reduction 'mean' only (the other reduction's call goes without).
+    if (spec.normalizer !== undefined && mode.reduction === 'mean') options.normalizer = spec.normalizer;
     if (spec.grad === 'grad') options.grad = true;
     if (spec.grad === 'gradOut') {
       gradPlaced = pl.out(rows * cols, spec.placement.gradOut);
       options.gradOut = gradPlaced.view as FloatArray;
     }
     const hard = hardLossOf(spec);
-    const loss = new DistillationLoss(spec.temperature, spec.alpha, hard);
+    const loss = new DistillationLoss(spec.temperature, spec.alpha, hard, { ...spec.loss });
     const res = await call(
       mode.call,
       () => loss.forward(args[0], args[1], args[2], options),
