@@ -52,6 +52,16 @@ LD log_add_exp(LD x, LD y) {
   return hi == -kInf ? hi : hi + std::log1p(std::exp(lo - hi));
 }
 
+// The gradient q (h - K) of a reverse KL or JSD term whose row constant K (the divergence, or
+// KL(q || m)) is not finite, in exact arithmetic: NaN on the whole row without a student distribution;
+// 0 at a student logit of -inf (q = 0); elsewhere q > 0, however far below the float range, so -inf
+// where minus_inf (K = +inf against a finite h) and NaN otherwise (K NaN, or h = +inf as well).
+LD not_finite_grad(const Softmax& q, size_t j, bool minus_inf) {
+  if (!std::isfinite(q.lse)) return NAN;
+  if (q.z[j] == -kInf) return 0;
+  return minus_inf ? -kInf : NAN;
+}
+
 // The soft term of a row (p = teacher, q = student) into r.soft / r.soft_mag, and d(soft)/ds * T
 // with its magnitude into g / g_mag (T, the scale and the absent-term rule are the caller's).
 void soft_ref(const KdRowIn& in, const Softmax& q, const Softmax& p, KdRowRef& r, std::vector<LD>& g,
@@ -84,7 +94,8 @@ void soft_ref(const KdRowIn& in, const Softmax& q, const Softmax& p, KdRowRef& r
       }
       r.soft_mag += qz;
       for (size_t j = 0; j < C; ++j) {
-        g[j] = wt(q.p[j], q.logp[j] - p.logp[j] - r.soft);
+        g[j] = !std::isfinite(r.soft) ? not_finite_grad(q, j, r.soft == kInf && p.logp[j] != -kInf)
+                                      : wt(q.p[j], q.logp[j] - p.logp[j] - r.soft);
         g_mag[j] = wt(q.p[j], rnd_q(j) + std::fabs(q.z[j]) + std::fabs(p.z[j]) + qz + std::fabs(g[j] / q.p[j]));
       }
       break;
@@ -103,7 +114,7 @@ void soft_ref(const KdRowIn& in, const Softmax& q, const Softmax& p, KdRowRef& r
       }
       r.soft = b * kp + (1 - b) * kq;
       for (size_t j = 0; j < C; ++j) {
-        g[j] = wt(q.p[j], (1 - b) * (q.logp[j] - lm[j] - kq));
+        g[j] = !std::isfinite(kq) ? not_finite_grad(q, j, false) : wt(q.p[j], (1 - b) * (q.logp[j] - lm[j] - kq));
         g_mag[j] = wt(q.p[j], (1 - b) * (rnd_q(j) + rnd_p(j) + std::fabs(q.z[j]) + std::fabs(p.z[j]) + qz +
                                          std::fabs(q.logp[j] - lm[j] - kq)));
       }
