@@ -3,7 +3,7 @@
 // plus the second pass over a row that JSD and TVD need once the row's normalisers are known.
 //
 // With p = et / Zt and q = es / Zs (the exps of sweep 2 over their sums), a soft term with kPass
-// provides pass(sums), whose add(a, b, c) adds a PassChunk's terms into the two pass sums (kPassA,
+// provides pass(sums, grad), whose add(a, b, c) adds a PassChunk's terms into the two pass sums (kPassA,
 // kPassB); value and grad read them with sweep 2's sums. The pass reads the exps back from the
 // scratch rows where the row has them (kd_rows.h gives pass divergences scratch also without a
 // gradient), else computes them again as sweep 2 did.
@@ -153,22 +153,25 @@ struct Jsd {
 
   struct Pass {
     Mix mx;
+    bool keep;  // keep log q - log m for the gradient
     template <class C>
     KD_SWEEP_INLINE void add(RowSum<O>& a, RowSum<O>& b, const C& c) const {
       const V et = c.et(), es = c.es();
       const V lp = mx.lp(c.dt()), lq = mx.lq(c.ds());
       const V lm = mx.log_m(et, es, lp, lq, c.n);
+      const V lqm = O::sub(lq, lm);
       a.add_prod_where_nonzero(et, O::mul(et, mx.bp), O::sub(lp, lm));
-      b.add_prod_where_nonzero(es, O::mul(es, mx.cq), O::sub(lq, lm));
+      b.add_prod_where_nonzero(es, O::mul(es, mx.cq), lqm);
+      // The gradient reads log q - log m back instead of taking log m again.
+      if (keep) c.reuse_et(lqm);
     }
   };
-  Pass pass(const double* sums) const { return Pass{mix(sums)}; }
+  Pass pass(const double* sums, bool grad) const { return Pass{mix(sums), grad}; }
 
   // Careful rows: a NaN Zs (a NaN or +inf student logit) makes every q NaN, so the whole row is NaN
   // (as the forward KL's), not only where es is nonzero. A NaN KL(q || m) (a NaN p) makes the term
   // NaN wherever q > 0, i.e. wherever the student logit is not -inf, also where es underflowed.
   struct Grad {
-    Mix mx;
     V c, kq;
     bool on, nan_zs, finite_kq;
     template <bool kCareful, class C>
@@ -181,14 +184,12 @@ struct Jsd {
           return O::pos_or_zero(O::sub(ch.ds(), minus_inf), O::set1(std::numeric_limits<T>::quiet_NaN()));
         }
       }
-      const V et = ch.et(), es = ch.es();
-      const V lq = mx.lq(ch.ds());
-      const V lm = mx.log_m(et, es, mx.lp(ch.dt()), lq, ch.n);
-      return O::where_nonzero(es, O::mul(O::mul(c, es), O::sub(O::sub(lq, lm), kq)));
+      const V es = ch.es();
+      return O::where_nonzero(es, O::mul(O::mul(c, es), O::sub(ch.reused_et(), kq)));
     }
   };
   Grad grad(const double* sums, double gs) const {
-    return Grad{mix(sums), O::set1(static_cast<T>(gs * (1.0 - beta) / sums[kZs])),
+    return Grad{O::set1(static_cast<T>(gs * (1.0 - beta) / sums[kZs])),
                 O::set1(static_cast<T>(sums[kPassB] / (1.0 - beta))), gs != 0.0, __builtin_isnan(sums[kZs]) != 0,
                 __builtin_isfinite(sums[kPassB]) != 0};
   }
@@ -222,7 +223,7 @@ struct Tvd {
       b.add(O::mul(O::sign(d), q));
     }
   };
-  Pass pass(const double* sums) const {
+  Pass pass(const double* sums, bool = false) const {
     return Pass{O::set1(static_cast<T>(1.0 / sums[kZs])), O::set1(static_cast<T>(1.0 / sums[kZt]))};
   }
 
@@ -272,8 +273,8 @@ struct SoftTermOf<O, Divergence::kTvd> {
 // and kGuarded): its two sums into sums[kPassA], sums[kPassB].
 template <class O, bool kSaved, bool kGuarded, class Soft, class Row, class Exps, class Hard>
 KD_SWEEP_INLINE inline void pass_sweep(const Row& row, size_t C, const Exps& exps, const Hard& hard,
-                                       const Soft& soft, double (&sums)[kSumsLen]) {
-  const auto ps = soft.pass(sums);
+                                       const Soft& soft, bool grad, double (&sums)[kSumsLen]) {
+  const auto ps = soft.pass(sums, grad);
   RowSum<O> a, b;
   sweep_fold<O>(
       C, row.s,

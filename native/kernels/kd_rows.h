@@ -94,6 +94,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
       row.et = scratch_line + (reinterpret_cast<uintptr_t>(s) % 64) / sizeof(T);
       row.e1 = row.et + scratch_stride;
       row.es = row.e1 + scratch_stride;
+      row.save_e1 = grad;
     }
     // The row whose sweep 1 comes next streams into the cache while this one is computed (sweep 1 would
     // otherwise wait on memory for every line): the next row, or the one after it when maxima are taken
@@ -130,7 +131,7 @@ KdPartial kd_rows_impl(const KdProblem<typename O::Scalar>& P, size_t r0, size_t
     if constexpr (Soft::kPass) {
       // The soft term's pass, from the exps sweep 2 saved or computed again as it took them.
       static_assert(kSaved, "a divergence with a second pass always has scratch (see KernelSet::kd_rows)");
-      pass_sweep<O, true, true>(row, C, exps, hard, soft, sums);
+      pass_sweep<O, true, true>(row, C, exps, hard, soft, grad, sums);
     }
     if (late_ahead && r + 1 < r1) ahead = maxima(r + 1);
     const bool group_full = pending.add(r, sums, soft, hard);

@@ -108,6 +108,7 @@ struct KdRow {
   T* es = nullptr;  // saved e^(ds/T), e^(dt/T) and (hard terms with their own exps) e^ds
   T* et = nullptr;
   T* e1 = nullptr;
+  bool save_e1 = true;  // only the gradient reads e1: a pass divergence's forward leaves it unsaved
 };
 
 // e^(d/T) for d = x - max <= 0, as 2^(d * log2(e)/T): the argument rounds once, as d * (1/T) would,
@@ -188,7 +189,7 @@ KD_SWEEP_INLINE inline void exps_sweep(const Row& row, size_t C, bool one_block,
     if constexpr (Hard::kOwnExps) {
       const V e1 = hard.template own_exp<kGuarded>(c);
       hard.template add<kGuarded>(sums, c, row, e1);
-      if (kSave) storef<O>(row.e1 + j, n, e1);
+      if (kSave && row.save_e1) storef<O>(row.e1 + j, n, e1);
     } else {
       hard.template add<kGuarded>(sums, c, row, c.es);
     }
@@ -234,6 +235,16 @@ struct PassChunk {
   KD_SWEEP_INLINE V et() const {
     if (kSaved) return loadf<O>(row.et + j, n, 0);
     return keepf<O>(exps.template at<kGuarded>(dt()), n);
+  }
+  // The teacher exps' scratch row, which a soft term's pass may overwrite with a per-class value its
+  // gradient reads back (the exps themselves are read before; nothing after the pass reads them).
+  KD_SWEEP_INLINE void reuse_et(V v) const {
+    static_assert(kSaved, "only saved rows have a teacher exps row to reuse");
+    storef<O>(row.et + j, n, v);
+  }
+  KD_SWEEP_INLINE V reused_et() const {
+    static_assert(kSaved, "only saved rows have a teacher exps row to reuse");
+    return loadf<O>(row.et + j, n, 0);
   }
   // The hard term's own exps (see Hard::kOwnExps), else the soft term's student exps.
   KD_SWEEP_INLINE V e1() const {
