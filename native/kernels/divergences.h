@@ -123,8 +123,9 @@ struct Jsd {
       if constexpr (O::N == 1) {
         return m >= kMinNormal ? O::log(m) : lse(O::add(lb, lp), O::add(l1b, lq));
       } else {
-        V lm = O::log(m);
-        // Tail lanes (m = 0) take the plain log: they are masked out of every sum.
+        // The lanes that are not normal (tail lanes: m = 0) are replaced below or masked out of every
+        // sum, so the log needs no fix-ups of its own.
+        V lm = O::log_normal(m);
         const V one = O::set1(1);
         const V chk = n == O::N ? m : O::add(m, O::sub(one, O::keep_n(one, n)));
         const auto normal = O::ge(chk, O::set1(kMinNormal));
@@ -196,7 +197,7 @@ struct Jsd {
 };
 
 // 1/2 sum |p - q|. Pass sums: A = sum |q - p|, B = sum sigma q with sigma = sign(q - p) (0 where
-// p = q: the subgradient 0). Gradient: gs / 2 q (sigma - B).
+// p = q: the subgradient 0; B is taken only for a gradient). Gradient: gs / 2 q (sigma - B).
 template <class O>
 struct Tvd {
   using T = typename O::Scalar;
@@ -215,16 +216,17 @@ struct Tvd {
 
   struct Pass {
     V izs, izt;
+    bool grad;  // B serves only the gradient
     template <class C>
     KD_SWEEP_INLINE void add(RowSum<O>& a, RowSum<O>& b, const C& c) const {
       const V q = O::mul(c.es(), izs);
       const V d = O::sub(q, O::mul(c.et(), izt));
       a.add(O::abs(d));
-      b.add(O::mul(O::sign(d), q));
+      if (grad) b.add(O::mul(O::sign(d), q));
     }
   };
-  Pass pass(const double* sums, bool = false) const {
-    return Pass{O::set1(static_cast<T>(1.0 / sums[kZs])), O::set1(static_cast<T>(1.0 / sums[kZt]))};
+  Pass pass(const double* sums, bool grad) const {
+    return Pass{O::set1(static_cast<T>(1.0 / sums[kZs])), O::set1(static_cast<T>(1.0 / sums[kZt])), grad};
   }
 
   struct Grad {
@@ -239,7 +241,7 @@ struct Tvd {
     }
   };
   Grad grad(const double* sums, double gs) const {
-    const Pass p = pass(sums);
+    const Pass p = pass(sums, true);
     return Grad{p.izs, p.izt, O::set1(static_cast<T>(0.5 * gs / sums[kZs])), O::set1(static_cast<T>(sums[kPassB])),
                 gs != 0.0};
   }

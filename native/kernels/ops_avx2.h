@@ -98,6 +98,7 @@ struct Ops<float> {
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V log_normal(V x) { return vm::log_normal<Ops>(x); }
 
   static float reduce_max(V v) {
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -209,6 +210,7 @@ struct Ops<double> {
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V log_normal(V x) { return vm::log_normal<Ops>(x); }
   KD_VM_INLINE static V pow_pos(V a, V beta) { return vm::pow_pos<Ops>(a, beta); }
 
   static double reduce_max(V v) {

@@ -119,6 +119,7 @@ struct Ops<float> {
   KD_VM_INLINE static V exp_nonpos_unguarded(V x) { return vm::exp_nonpos_unguarded<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos_unguarded(V y) { return vm::exp2_nonpos_unguarded<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V log_normal(V x) { return vm::log_normal<Ops>(x); }
 
   static float reduce_max(V v) {
     __m256 m = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
@@ -249,6 +250,7 @@ struct Ops<double> {
   KD_VM_INLINE static V exp_nonpos_unguarded(V x) { return vm::exp_nonpos_unguarded<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos_unguarded(V y) { return vm::exp2_nonpos_unguarded<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V log_normal(V x) { return vm::log_normal<Ops>(x); }
   KD_VM_INLINE static V pow_pos(V a, V beta) { return vm::pow_pos<Ops>(a, beta); }
 
   static double reduce_max(V v) {

@@ -102,6 +102,7 @@ struct Ops<float> {
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V log_normal(V x) { return vm::log_normal<Ops>(x); }
 
   static float reduce_max(V v) {
     const float32x2_t h = vget_high_f32(v), l = vget_low_f32(v);
@@ -216,6 +217,7 @@ struct Ops<double> {
   KD_VM_INLINE static V exp_nonpos(V x) { return vm::exp_nonpos<Ops>(x); }
   KD_VM_INLINE static V exp2_nonpos(V y) { return vm::exp2_nonpos<Ops>(y); }
   KD_VM_INLINE static V log(V x) { return vm::log<Ops>(x); }
+  KD_VM_INLINE static V log_normal(V x) { return vm::log_normal<Ops>(x); }
   KD_VM_INLINE static V pow_pos(V a, V beta) { return vm::pow_pos<Ops>(a, beta); }
 
   static double reduce_max(V v) {

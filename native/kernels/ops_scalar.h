@@ -6,7 +6,8 @@
 //   (non-temporal store to a vector-aligned address), fence (orders streamed stores), keep_n (zero
 //   lanes >= n), set1, add, sub, mul, div, fma, max, min, abs, sign, pos_or_zero, where_nonzero,
 //   keep_nan, nz_div, in_range_or_zero, exp, exp_nonpos (x <= 0, -inf or NaN only), exp2_nonpos (2^y,
-//   y as for exp_nonpos), log, pow_pos (double only), reduce_max, acc_zero, acc_add, acc_fma
+//   y as for exp_nonpos), log, log_normal (log where the lanes kept are positive, normal and finite:
+//   no fix-ups), pow_pos (double only), reduce_max, acc_zero, acc_add, acc_fma
 //   (a + x * y with x and y widened to double first: float products are exact), acc_sum.
 // The masks and selects treat NaN as the exact operation would: where_nonzero and nz_div keep a NaN
 // condition's lane, sign and keep_nan return NaN for NaN.
@@ -68,6 +69,7 @@ struct Ops {
   static V exp_nonpos(V x) { return exp(x); }  // exp of x <= 0 (softmax arguments)
   static V exp2_nonpos(V y);                     // 2^y for y <= 0
   static V log(V x);
+  static V log_normal(V x) { return log(x); }  // log of x > 0, normal and finite
   static V pow_pos(V a, V beta);  // a^beta for a >= 0 and beta > 0 (double: the C library's pow)
 
   static T reduce_max(V v) { return v; }

@@ -292,13 +292,11 @@ KD_VM_INLINE MantissaSplit<O> split_mantissa(typename O::V x, bool special) {
   return MantissaSplit<O>{e, O::sub(O::as_float(ix), O::set1(1))};
 }
 
+// log x before the fix-ups of special lanes; special: some lane is not positive, normal and finite.
 template <class O>
-KD_VM_INLINE typename O::V log(typename O::V x) {
+KD_VM_INLINE typename O::V log_core(typename O::V x, bool special) {
   using V = typename O::V;
   using C = Consts<typename O::Scalar>;
-  // Positive normal finite lanes take the plain path; anything else (subnormal, 0, negative, inf, NaN)
-  // in the vector adds the prescale and the fix-ups.
-  const bool special = !O::all(O::mand(O::ge(x, O::set1(C::kMinNormal)), O::lt(x, O::set1(INFINITY))));
   const MantissaSplit<O> m = split_mantissa<O>(x, special);
   const V e = m.e, f = m.f;
   const V s = O::div(f, O::add(f, O::set1(2)));
@@ -306,13 +304,30 @@ KD_VM_INLINE typename O::V log(typename O::V x) {
   const V R = O::mul(z, horner<O, C::kLogDeg>(z, C::kLogP));
   const V hfsq = O::mul(O::set1(static_cast<typename O::Scalar>(0.5)), O::mul(f, f));
   const V t = O::fma(s, O::add(hfsq, R), O::mul(e, O::set1(C::kLn2Lo)));
-  V res = O::fma(e, O::set1(C::kLn2Hi), O::sub(f, O::sub(hfsq, t)));
+  return O::fma(e, O::set1(C::kLn2Hi), O::sub(f, O::sub(hfsq, t)));
+}
+
+template <class O>
+KD_VM_INLINE typename O::V log(typename O::V x) {
+  using V = typename O::V;
+  using C = Consts<typename O::Scalar>;
+  // Positive normal finite lanes take the plain path; anything else (subnormal, 0, negative, inf, NaN)
+  // in the vector adds the prescale and the fix-ups.
+  const bool special = !O::all(O::mand(O::ge(x, O::set1(C::kMinNormal)), O::lt(x, O::set1(INFINITY))));
+  V res = log_core<O>(x, special);
   if (special) {
     const V zero = O::set1(0);
     res = O::select(O::gt(x, zero), res, O::select(O::eq(x, zero), O::set1(-INFINITY), O::set1(NAN)));
     res = O::select(O::eq(x, O::set1(INFINITY)), x, res);
   }
   return res;
+}
+
+// log x where every lane the caller keeps is positive, normal and finite (the others get unspecified
+// values): log without the check and the fix-ups, for a caller that checks its lanes itself.
+template <class O>
+KD_VM_INLINE typename O::V log_normal(typename O::V x) {
+  return log_core<O>(x, false);
 }
 
 // a^beta for a >= 0 (also +inf and NaN) and a finite beta > 0, without the error exp(beta * log(a))
