@@ -74,6 +74,7 @@
     ],
     "kd_native_bench_sources": [
       "native/bench/bench_main.cc",
+      "native/bench/bench_cases.cc",
       "native/tests/test_common.cc"
     ]
   }
