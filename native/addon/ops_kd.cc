@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../engine/engine.h"
+#include "kd_common.h"
 #include "ops.h"
 
 namespace kdaddon {
@@ -50,38 +51,6 @@ class KdWork final : public Work {
   kd::KdPartial sums_;
 };
 
-// The class index of row r.
-template <typename T>
-int64_t ClassOf(const kd::KdProblem<T>& p, size_t r) {
-  if (p.target_kind == kd::TargetKind::kInt32) return static_cast<const int32_t*>(p.target_index)[r];
-  return static_cast<const uint32_t*>(p.target_index)[r];
-}
-
-// The one pass over the rows' flags before the kernels run: every class index is checked (the kernels
-// index the row by it) and the kept rows are counted (a row is left out by a 0 in the mask, or by a
-// class index equal to ignore_index).
-template <typename T>
-size_t CheckAndCountRows(napi_env env, const kd::KdProblem<T>& p) {
-  const bool indices = p.target_kind == kd::TargetKind::kInt32 || p.target_kind == kd::TargetKind::kUint32;
-  if (!indices) {
-    if (p.mask == nullptr) return p.rows;
-    size_t kept = 0;
-    for (size_t r = 0; r < p.rows; ++r) kept += p.mask[r] != 0;
-    return kept;
-  }
-  size_t kept = 0;
-  for (size_t r = 0; r < p.rows; ++r) {
-    const int64_t c = ClassOf(p, r);
-    if (c == p.ignore_index) continue;
-    if (c < 0 || static_cast<uint64_t>(c) >= p.cols) {
-      Fail(env, kInput, "hardTargets[" + std::to_string(r) + "]: class index " + std::to_string(c) +
-                            " out of range [0, " + std::to_string(p.cols) + ")");
-    }
-    kept += p.mask == nullptr || p.mask[r] != 0;
-  }
-  return kept;
-}
-
 template <typename T>
 napi_value KdTyped(CallArgs& a, const Context& c, size_t rows, size_t cols, size_t threads) {
   napi_env env = a.env();
@@ -106,59 +75,11 @@ napi_value KdTyped(CallArgs& a, const Context& c, size_t rows, size_t cols, size
   } else if (beta != 0) {
     Fail(env, kConfig, "beta: only the 'jsd' divergence takes a beta (0 otherwise), got " + NumStr(beta));
   }
-  p.hard = static_cast<kd::HardKind>(Choice(env, a.param(S::kHardKind), kd_layout::HardKind::kCount, kConfig, "hardKind"));
-  p.target_kind =
-      static_cast<kd::TargetKind>(Choice(env, a.param(S::kTargetKind), kd_layout::TargetKind::kCount, kInput, "targetKind"));
-  p.epsilon = a.param(S::kEpsilon);
-  if (!(p.epsilon >= 0 && p.epsilon < 0.5)) {
-    Fail(env, kConfig, "epsilon: expected a number in [0, 0.5), got " + NumStr(p.epsilon));
-  }
-  p.label_smoothing = a.param(S::kLabelSmoothing);
-  if (!(p.label_smoothing >= 0 && p.label_smoothing <= 1)) {
-    Fail(env, kConfig, "labelSmoothing: expected a number in [0, 1], got " + NumStr(p.label_smoothing));
-  }
-  const double ignore = a.param(S::kIgnoreIndex);
-  if (ignore != std::floor(ignore) || !(std::fabs(ignore) <= 9007199254740991.0)) {
-    Fail(env, kConfig, "ignoreIndex: expected a safe integer, got " + NumStr(ignore));
-  }
-  p.ignore_index = static_cast<int64_t>(ignore);
-  const double soft_weight = Finite(env, a.param(S::kSoftWeight), 0, false, "softWeight");
-  const double hard_weight = Finite(env, a.param(S::kHardWeight), 0, false, "hardWeight");
-  const int reduction = Choice(env, a.param(S::kReduction), kd_layout::Reduction::kCount, kConfig, "reduction");
-  const double normalizer = a.param(S::kNormalizer);
-  if (!(normalizer == 0 || (std::isfinite(normalizer) && normalizer > 0))) {
-    Fail(env, kConfig, "normalizer: expected a finite number > 0 (or 0 for none), got " + NumStr(normalizer));
-  }
-
-  switch (p.target_kind) {
-    case kd::TargetKind::kMatrix:
-      p.target_matrix = Floats<T>(a, B::kHardTargets, {"hardTargets"}, n, Role::kInput, false);
-      break;
-    case kd::TargetKind::kInt32:
-      p.target_index = a.Typed(B::kHardTargets, {"hardTargets"}, napi_int32_array, "Int32Array", rows, Role::kInput, false);
-      break;
-    case kd::TargetKind::kUint32:
-      p.target_index = a.Typed(B::kHardTargets, {"hardTargets"}, napi_uint32_array, "Uint32Array", rows, Role::kInput, false);
-      break;
-    case kd::TargetKind::kNone:
-      if (p.hard != kd::HardKind::kNone) Fail(env, kInput, "hardTargets: a built-in hard loss needs targets");
-      break;
-  }
-  p.mask = static_cast<const uint8_t*>(a.Typed(B::kMask, {"mask"}, napi_uint8_array, "Uint8Array", rows, Role::kInput, true));
-  p.row_soft = Floats<double>(a, B::kRowSoft, {"rowSoft"}, rows, Role::kOutput, true);
-  p.row_hard = Floats<double>(a, B::kRowHard, {"rowHard"}, rows, Role::kOutput, true);
-  p.grad = Floats<T>(a, B::kGrad, {"grad"}, n, Role::kOutput, true);
+  const KdReduction red = ReadKdCommon<S, B>(a, p, n);
   a.AllowAlias(B::kGrad, B::kStudent);
-  p.argmax = static_cast<int32_t*>(a.Typed(B::kArgmax, {"argmax"}, napi_int32_array, "Int32Array", 2 * rows, Role::kOutput, true));
 
   const size_t kept = CheckAndCountRows(env, p);
-  // What the sums are multiplied by: 1 for 'sum'; else 1 / normalizer, or 1 / kept rows (0 when none).
-  const double scale = reduction == kd_layout::Reduction::kSum ? 1.0
-                       : normalizer > 0                        ? 1.0 / normalizer
-                       : kept > 0                              ? 1.0 / static_cast<double>(kept)
-                                                               : 0.0;
-  p.grad_soft_scale = soft_weight * scale;
-  p.grad_hard_scale = hard_weight * scale;
+  SetGradScales(p, red, kept);
   return Dispatch(a, c, KdWork<T>(SetOf<T>(*c.table), p, kept), threads);
 }
 
