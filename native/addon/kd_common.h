@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "ops.h"
@@ -18,6 +19,16 @@ struct KdReduction {
   double soft_weight = 0, hard_weight = 0, normalizer = 0;
   int reduction = 0;
 };
+
+// An argmax output holds column indices in an Int32Array: rows of more columns than it can index are
+// refused before any buffer is read.
+template <class B>
+void CheckArgmaxCols(CallArgs& a, size_t cols) {
+  if (a.Present(B::kArgmax) && cols > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    Fail(a.env(), kShape, "argmax: rows of " + std::to_string(cols) +
+                              " columns have indices beyond an Int32Array's range (at most 2147483647 columns)");
+  }
+}
 
 // Everything of p but the logits, the temperature and the divergence, which each entry reads itself;
 // n = rows * cols. The gradient buffer is read, not allowed to alias the student (the entry decides).

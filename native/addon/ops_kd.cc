@@ -2,7 +2,6 @@
 // grad, argmax). See native/addon/layout.json for the params.
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <string>
 
 #include "../engine/engine.h"
@@ -58,10 +57,7 @@ napi_value KdTyped(CallArgs& a, const Context& c, size_t rows, size_t cols, size
   p.rows = rows;
   p.cols = cols;
   const size_t n = Elements(env, rows, cols, sizeof(T));
-  if (a.Present(B::kArgmax) && cols > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    Fail(env, kShape, "argmax: rows of " + std::to_string(cols) +
-                          " columns have indices beyond an Int32Array's range (at most 2147483647 columns)");
-  }
+  CheckArgmaxCols<B>(a, cols);
   p.student = Floats<T>(a, B::kStudent, {"student"}, n, Role::kInput, false);
   p.teacher = Floats<T>(a, B::kTeacher, {"teacher"}, n, Role::kInput, false);
 

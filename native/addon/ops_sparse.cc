@@ -3,7 +3,6 @@
 // native/kernels/sparse.h for the problem.
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -101,10 +100,7 @@ napi_value SparseTyped(CallArgs& a, const Context& c, size_t rows, size_t cols, 
   if (k > cols) Fail(env, kShape, "teacher: k = " + std::to_string(k) + " entries per row, more than the " + std::to_string(cols) + " columns");
   const size_t n = Elements(env, rows, cols, sizeof(T));
   const size_t nk = Elements(env, rows, k, sizeof(T));
-  if (a.Present(B::kArgmax) && cols > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    Fail(env, kShape, "argmax: rows of " + std::to_string(cols) +
-                          " columns have indices beyond an Int32Array's range (at most 2147483647 columns)");
-  }
+  CheckArgmaxCols<B>(a, cols);
   p.student = Floats<T>(a, B::kStudent, {"student"}, n, Role::kInput, false);
   sp.indices = static_cast<const int32_t*>(
       a.Typed(B::kIndices, {"indices"}, napi_int32_array, "Int32Array", nk, Role::kInput, false));
